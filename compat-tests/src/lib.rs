@@ -1,0 +1,1 @@
+//! lwcfs-compat-tests

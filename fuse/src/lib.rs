@@ -1,0 +1,1 @@
+//! lwcfs-fuse

@@ -1,0 +1,31 @@
+//! The in-RAM tree of lwcfs: the C pmxcfs data model, pure.
+//!
+//! Invariant: nothing in this crate does I/O, reads a clock or starts a thread. Time and the
+//! writer's node id come in through [`Ctx`]; lock expiry takes `now` as an argument.
+//!
+//! - [`types`]: identities (`Inode`, `NodeId`, `Mtime`), `Kind` and the C limits.
+//! - [`path`]: `TreePath`, parsed once.
+//! - [`tree`]: the `Memdb` arena and its read-only queries.
+//! - [`apply`]: `Op`, `Ctx`, and `Memdb::apply`, the only mutating entry point.
+//! - [`load`]: rebuilding a `Memdb` from stored rows, with C's validation.
+//! - [`locks`]: the `priv/lock/*` expiry table and the entry digest C uses for it.
+//! - [`vmlist`]: the guest list derived from `nodes/<n>/{qemu-server,lxc,openvz}/<id>.conf`.
+//! - [`error`]: one error enum with `errno()`.
+#![forbid(unsafe_code)]
+
+pub mod apply;
+pub mod error;
+pub mod load;
+pub mod locks;
+pub mod path;
+pub mod tree;
+pub mod types;
+pub mod vmlist;
+
+pub use apply::{Applied, Change, Ctx, Op};
+pub use error::{Error, LoadError};
+pub use load::RootRecord;
+pub use path::TreePath;
+pub use tree::{Attr, DirEntry, Memdb, NodeRecord, StatFs};
+pub use types::{Inode, Kind, Mtime, NodeId};
+pub use vmlist::{VmEntry, VmType};
