@@ -1,0 +1,69 @@
+//! Mounting: the fuser `Config` (fsname "pmxcfs", allow_other, default_permissions, several
+//! worker threads), the session thread, and unmounting.
+
+use std::io;
+use std::path::Path;
+use std::thread::JoinHandle;
+
+use fuser::{Config, MountOption, SessionACL, SessionUnmounter};
+
+use crate::adapter::Adapter;
+use crate::service::FsService;
+
+pub use fuser::Notifier;
+
+/// A mounted filesystem served by its own threads.
+pub struct Mounted {
+    unmounter: SessionUnmounter,
+    thread: Option<JoinHandle<io::Result<()>>>,
+    notifier: Notifier,
+}
+
+/// Mount `svc` at `mountpoint` and serve it with `threads` worker threads. `on_exit` runs on
+/// the session thread when the session ends (unmounted from outside, or by [`Mounted::unmount`]).
+pub fn mount<S: FsService>(
+    svc: S,
+    gid: u32,
+    mountpoint: &Path,
+    threads: usize,
+    on_exit: impl FnOnce() + Send + 'static,
+) -> io::Result<Mounted> {
+    let mut cfg = Config::default();
+    cfg.mount_options = vec![
+        MountOption::FSName("pmxcfs".into()),
+        MountOption::Subtype("pmxcfs".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoSuid,
+        MountOption::NoDev,
+        MountOption::RW,
+    ];
+    cfg.acl = SessionACL::All;
+    cfg.n_threads = Some(threads.max(1));
+    let mut session = fuser::Session::new(Adapter::new(svc, gid), mountpoint, &cfg)?;
+    let unmounter = session.unmount_callable();
+    let notifier = session.notifier();
+    let thread = std::thread::Builder::new().name("fuse".into()).spawn(move || {
+        let r = session.run();
+        on_exit();
+        r
+    })?;
+    Ok(Mounted { unmounter, thread: Some(thread), notifier })
+}
+
+impl Mounted {
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
+    /// Unmount and wait for the worker threads to finish.
+    pub fn unmount(mut self) -> io::Result<()> {
+        let r = self.unmounter.unmount();
+        if let Some(t) = self.thread.take() {
+            match t.join() {
+                Ok(res) => res?,
+                Err(_) => return Err(io::Error::other("fuse session thread panicked")),
+            }
+        }
+        r
+    }
+}
