@@ -1,0 +1,442 @@
+//! The writer thread: the only owner of the read-write connection. It collects changes,
+//! coalesces them by inode ([`crate::coalesce`]) and commits batches of the tree's current
+//! state.
+//!
+//! Consistency: a batch is read from the tree under one lock of the tree, and the channel of
+//! changes is drained under that same lock (inside [`Snapshot::snapshot`], through `pick`).
+//! Since [`WriterHandle::changed`] is called under that lock too, the batch knows every change
+//! the snapshot reflects: every structural change (create, mkdir, rename, unlink, rmdir) up to
+//! the snapshot is in it, so the stored tree always loads. Held inodes may lag behind in
+//! content only.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use lwcfs_memdb::load::RootRecord;
+use lwcfs_memdb::{Change, Inode, Memdb, NodeRecord};
+
+use crate::coalesce::{OnDisk, Pending, Policy};
+use crate::error::Error;
+use crate::store::Store;
+
+/// The in-RAM tree as the writer sees it.
+pub trait Snapshot: Send + Sync + 'static {
+    /// Take the tree's lock, call `pick` exactly once while holding it, and return, read under
+    /// that same lock, the current row of every inode `pick` returned (`None` if the inode no
+    /// longer exists) and the current `__version__` row.
+    ///
+    /// `pick` drains the writer's channel: it must run under the lock that
+    /// [`WriterHandle::changed`] is called under, so that the inodes it returns are exactly
+    /// the ones changed up to this state of the tree.
+    #[allow(clippy::type_complexity)]
+    fn snapshot(
+        &self,
+        pick: &mut dyn FnMut() -> Vec<Inode>,
+    ) -> (Vec<(Inode, Option<NodeRecord>)>, RootRecord);
+}
+
+/// The `__version__` row of a tree.
+pub fn root_record(db: &Memdb) -> RootRecord {
+    RootRecord {
+        version: db.version(),
+        writer: db.root_writer(),
+        mtime: db.root_mtime(),
+    }
+}
+
+/// A tree behind a mutex is a snapshot source. A poisoned lock is still read: the writer keeps
+/// storing what the tree holds.
+impl Snapshot for Mutex<Memdb> {
+    fn snapshot(
+        &self,
+        pick: &mut dyn FnMut() -> Vec<Inode>,
+    ) -> (Vec<(Inode, Option<NodeRecord>)>, RootRecord) {
+        let db = self.lock().unwrap_or_else(PoisonError::into_inner);
+        let rows = pick().into_iter().map(|i| (i, db.record(i))).collect();
+        (rows, root_record(&db))
+    }
+}
+
+/// When the writer commits; see [`crate::coalesce`] for the rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriterConfig {
+    /// How long after the first pending inode became committable the batch is committed.
+    pub commit_delay: Duration,
+    /// How long a file held open for writing may stay pending before it is committed anyway.
+    pub hold_bound: Duration,
+}
+
+impl WriterConfig {
+    /// 100 ms: see `DEFAULT_COMMIT_DELAY`.
+    pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_millis(100);
+    pub const DEFAULT_HOLD_BOUND: Duration = Duration::from_secs(5);
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            commit_delay: Self::DEFAULT_COMMIT_DELAY,
+            hold_bound: Self::DEFAULT_HOLD_BOUND,
+        }
+    }
+}
+
+/// Counters of the writer since it started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Committed transactions.
+    pub transactions: u64,
+    pub rows_upserted: u64,
+    pub rows_deleted: u64,
+    /// File content written (the blobs of the upserted rows).
+    pub blob_bytes: u64,
+    /// `flush` calls served.
+    pub flushes: u64,
+    /// `fdatasync`s of the WAL.
+    pub syncs: u64,
+    /// Commits that failed and were rolled back.
+    pub failed_commits: u64,
+    /// Inodes pending after the writer's last step.
+    pub pending: usize,
+    pub last_error: Option<String>,
+}
+
+enum Msg {
+    Changed(Vec<Change>, bool),
+    Hold(Inode),
+    Release(Inode),
+    Flush(Sender<Result<(), Error>>),
+    Shutdown,
+}
+
+struct Shared {
+    stats: Mutex<Stats>,
+    failed: AtomicBool,
+}
+
+impl Shared {
+    fn stats(&self) -> std::sync::MutexGuard<'_, Stats> {
+        self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The daemon's side of the writer. Every method but `flush` and `shutdown` returns at once.
+pub struct WriterHandle {
+    tx: Option<Sender<Msg>>,
+    thread: Option<JoinHandle<Result<(), Error>>>,
+    shared: Arc<Shared>,
+}
+
+/// Open the database for writing and start the writer thread. The database must exist and be
+/// loadable (see [`crate::load::open`]); the set of stored inodes is read here.
+pub fn spawn(
+    db_path: &Path,
+    source: Arc<dyn Snapshot>,
+    cfg: WriterConfig,
+) -> Result<WriterHandle, Error> {
+    let store = Store::open(db_path)?;
+    let disk = store.on_disk()?;
+    let (tx, rx) = mpsc::channel();
+    let shared = Arc::new(Shared {
+        stats: Mutex::default(),
+        failed: AtomicBool::new(false),
+    });
+    let writer = Writer {
+        inbox: Inbox {
+            rx,
+            controls: VecDeque::new(),
+            disconnected: false,
+        },
+        pending: Pending::new(Policy {
+            commit_delay: cfg.commit_delay,
+            hold_bound: cfg.hold_bound,
+        }),
+        source,
+        store: Some(store),
+        disk,
+        shared: shared.clone(),
+        unsynced: false,
+    };
+    let thread = std::thread::Builder::new()
+        .name("lwcfs-writer".into())
+        .spawn(move || writer.run())
+        .map_err(|source| Error::Io {
+            context: "starting the writer thread for",
+            path: db_path.into(),
+            source,
+        })?;
+    Ok(WriterHandle {
+        tx: Some(tx),
+        thread: Some(thread),
+        shared,
+    })
+}
+
+impl WriterHandle {
+    fn send(&self, msg: Msg) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.send(msg).is_ok())
+    }
+
+    /// Changes just applied to the tree. Call it while still holding the tree's lock (the one
+    /// [`Snapshot::snapshot`] takes), so that the writer sees changes in apply order. With
+    /// `at_once`, the inodes are committed with the next batch even if held (rename, unlink,
+    /// mkdir, rmdir, create of an empty file, mtime change). Never blocks.
+    pub fn changed(&self, changes: &[Change], at_once: bool) {
+        if !changes.is_empty() && !self.send(Msg::Changed(changes.to_vec(), at_once)) {
+            self.shared.failed.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A file handle has written `inode`: its content changes wait for [`Self::release`] (at
+    /// most `hold_bound`). Holds are counted; call it once per handle, before or right after
+    /// that handle's first write.
+    pub fn hold(&self, inode: Inode) {
+        self.send(Msg::Hold(inode));
+    }
+
+    /// The handle that held `inode` was closed.
+    pub fn release(&self, inode: Inode) {
+        self.send(Msg::Release(inode));
+    }
+
+    /// Commit everything pending now, held inodes too, and return once it is on stable storage
+    /// (`fdatasync` of the WAL). Must not be called while holding the tree's lock.
+    pub fn flush(&self) -> Result<(), Error> {
+        let (tx, rx) = mpsc::channel();
+        if !self.send(Msg::Flush(tx)) {
+            return Err(Error::WriterGone);
+        }
+        rx.recv().unwrap_or(Err(Error::WriterGone))
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.stats().clone()
+    }
+
+    /// True once a commit has failed (or the thread died). Like C's `memdb->errors`, it stays
+    /// set: the daemon answers writes with EIO until it is restarted.
+    pub fn failed(&self) -> bool {
+        self.shared.failed.load(Ordering::SeqCst)
+    }
+
+    /// Commit everything (held inodes too), checkpoint, close the database (which removes the
+    /// WAL, as C's close does) and join the thread. Must not be called while holding the tree's
+    /// lock.
+    pub fn shutdown(mut self) -> Result<(), Error> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<(), Error> {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Msg::Shutdown);
+        }
+        match self.thread.take().map(JoinHandle::join) {
+            None => Ok(()),
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(Error::WriterGone),
+        }
+    }
+}
+
+impl Drop for WriterHandle {
+    /// Dropping the handle shuts the writer down too (errors are logged).
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            tracing::error!(error = %e, "database writer shutdown failed");
+        }
+    }
+}
+
+enum Control {
+    Flush(Sender<Result<(), Error>>),
+    Shutdown,
+}
+
+/// The receiving end; flush and shutdown requests are queued until the step in progress is
+/// done.
+struct Inbox {
+    rx: Receiver<Msg>,
+    controls: VecDeque<Control>,
+    disconnected: bool,
+}
+
+impl Inbox {
+    fn accept(&mut self, msg: Msg, pending: &mut Pending) {
+        match msg {
+            Msg::Changed(changes, at_once) => {
+                pending.changed(&changes, at_once, Instant::now());
+            }
+            Msg::Hold(i) => pending.hold(i),
+            Msg::Release(i) => pending.release(i, Instant::now()),
+            Msg::Flush(reply) => self.controls.push_back(Control::Flush(reply)),
+            Msg::Shutdown => self.controls.push_back(Control::Shutdown),
+        }
+    }
+
+    /// Take every message already sent.
+    fn drain(&mut self, pending: &mut Pending) {
+        loop {
+            match self.rx.try_recv() {
+                Ok(m) => self.accept(m, pending),
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    self.disconnected = true;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+struct Writer {
+    inbox: Inbox,
+    pending: Pending,
+    source: Arc<dyn Snapshot>,
+    /// `None` only once closed.
+    store: Option<Store>,
+    disk: OnDisk,
+    shared: Arc<Shared>,
+    /// A transaction was committed since the last sync.
+    unsynced: bool,
+}
+
+/// Marks the writer failed if its thread unwinds.
+struct PanicGuard(Arc<Shared>);
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.failed.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Writer {
+    fn run(mut self) -> Result<(), Error> {
+        let _guard = PanicGuard(self.shared.clone());
+        loop {
+            if self.inbox.controls.is_empty() && !self.inbox.disconnected {
+                self.wait();
+            }
+            while let Some(c) = self.inbox.controls.pop_front() {
+                match c {
+                    Control::Flush(reply) => {
+                        let r = self.flush();
+                        let _ = reply.send(r);
+                    }
+                    Control::Shutdown => return self.finish(),
+                }
+            }
+            if self.inbox.disconnected {
+                return self.finish();
+            }
+            let due = self.pending.deadline().is_some_and(|d| d <= Instant::now());
+            if due && !self.shared.failed.load(Ordering::SeqCst) {
+                // A failure is recorded in the stats and the failed flag; the pending inodes
+                // stay pending for the next flush or the shutdown.
+                let _ = self.batch(false);
+            }
+            self.shared.stats().pending = self.pending.len();
+        }
+    }
+
+    /// Wait for messages until the next batch is due. After a failed commit only flush and
+    /// shutdown commit again, so there is no deadline to wait for.
+    fn wait(&mut self) {
+        let deadline = match self.shared.failed.load(Ordering::SeqCst) {
+            true => None,
+            false => self.pending.deadline(),
+        };
+        let msg = match deadline {
+            None => self
+                .inbox
+                .rx
+                .recv()
+                .map_err(|_| RecvTimeoutError::Disconnected),
+            Some(d) => self
+                .inbox
+                .rx
+                .recv_timeout(d.saturating_duration_since(Instant::now())),
+        };
+        match msg {
+            Ok(m) => {
+                self.inbox.accept(m, &mut self.pending);
+                self.inbox.drain(&mut self.pending);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => self.inbox.disconnected = true,
+        }
+    }
+
+    /// Snapshot the pending inodes and commit what is due (everything with `all`).
+    fn batch(&mut self, all: bool) -> Result<(), Error> {
+        let Writer {
+            inbox,
+            pending,
+            source,
+            ..
+        } = self;
+        let mut picked = None;
+        let (snapshot, root) = source.snapshot(&mut || {
+            inbox.drain(pending);
+            let inodes = pending.inodes();
+            picked = Some(inodes.clone());
+            inodes
+        });
+        if picked.is_none() {
+            tracing::error!("Snapshot::snapshot did not call pick; nothing committed");
+            return Ok(());
+        }
+        let now = Instant::now();
+        let batch = self.pending.plan(snapshot, root, &self.disk, now, all);
+        if !batch.is_empty() {
+            let store = self.store.as_mut().expect("store open until finish");
+            if let Err(e) = store.commit(&batch) {
+                tracing::error!(error = %e, "commit failed; the tree is no longer stored");
+                self.shared.failed.store(true, Ordering::SeqCst);
+                let mut s = self.shared.stats();
+                s.failed_commits += 1;
+                s.last_error = Some(e.to_string());
+                return Err(e);
+            }
+            self.disk.apply(&batch);
+            self.unsynced = true;
+            let mut s = self.shared.stats();
+            s.transactions += 1;
+            s.rows_upserted += batch.upserts.len() as u64;
+            s.rows_deleted += batch.deletes.len() as u64;
+            s.blob_bytes += batch.blob_bytes();
+        }
+        // Nothing can have changed since the snapshot without still being in the channel.
+        self.pending.settle(&batch.settled);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        self.shared.stats().flushes += 1;
+        self.batch(true)?;
+        if self.unsynced {
+            let store = self.store.as_mut().expect("store open until finish");
+            if let Err(e) = store.sync() {
+                self.shared.stats().last_error = Some(e.to_string());
+                return Err(e);
+            }
+            self.unsynced = false;
+            self.shared.stats().syncs += 1;
+        }
+        Ok(())
+    }
+
+    /// Commit everything, then checkpoint and close. The first error is returned.
+    fn finish(&mut self) -> Result<(), Error> {
+        let committed = self.batch(true);
+        self.shared.stats().pending = self.pending.len();
+        let closed = self.store.take().map_or(Ok(()), Store::close);
+        committed.and(closed)
+    }
+}
