@@ -35,5 +35,5 @@ pub use load::RootRecord;
 pub use path::TreePath;
 pub use tree::{Attr, DirEntry, Memdb, NodeRecord, StatFs};
 pub use types::{Inode, Kind, Mtime, NodeId};
-pub use vmlist::{VmEntry, VmType};
+pub use vmlist::{VmEntry, VmList, VmType};
 pub use wire::{DcdbMsg, Request, Update, UpdateEntry, WireError};
