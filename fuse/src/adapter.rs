@@ -72,7 +72,9 @@ fn secs(t: TimeOrNow) -> u32 {
         TimeOrNow::SpecificTime(t) => t,
         TimeOrNow::Now => SystemTime::now(),
     };
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
 }
 
 const DIRECT_IO: FopenFlags = FopenFlags::FOPEN_DIRECT_IO;
@@ -89,7 +91,9 @@ macro_rules! try_reply {
 impl<S: FsService> fuser::Filesystem for Adapter<S> {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // The biggest write request the kernel allows (it caps this at its max_pages).
-        let _ = config.set_max_write(16 * 1024 * 1024).or_else(|max| config.set_max_write(max));
+        let _ = config
+            .set_max_write(16 * 1024 * 1024)
+            .or_else(|max| config.set_max_write(max));
         Ok(())
     }
 
@@ -187,7 +191,10 @@ impl<S: FsService> fuser::Filesystem for Adapter<S> {
         if !(flags - RenameFlags::RENAME_NOREPLACE).is_empty() {
             return reply.error(Errno::EINVAL);
         }
-        match self.svc.rename(KIno(parent.0), n, KIno(newparent.0), newname, noreplace) {
+        match self
+            .svc
+            .rename(KIno(parent.0), n, KIno(newparent.0), newname, noreplace)
+        {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         }
@@ -235,7 +242,14 @@ impl<S: FsService> fuser::Filesystem for Adapter<S> {
         }
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lo: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lo: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         reply.ok();
     }
 
@@ -260,7 +274,14 @@ impl<S: FsService> fuser::Filesystem for Adapter<S> {
         }
     }
 
-    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _ds: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _ds: bool,
+        reply: ReplyEmpty,
+    ) {
         match self.svc.fsync(KIno(ino.0)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
@@ -276,7 +297,10 @@ impl<S: FsService> fuser::Filesystem for Adapter<S> {
         mut reply: ReplyDirectory,
     ) {
         let children = try_reply!(reply, self.svc.readdir(KIno(ino.0)).map_err(err));
-        let dots = [(".".to_owned(), KIno(ino.0), NodeKind::Dir), ("..".to_owned(), KIno(ino.0), NodeKind::Dir)];
+        let dots = [
+            (".".to_owned(), KIno(ino.0), NodeKind::Dir),
+            ("..".to_owned(), KIno(ino.0), NodeKind::Dir),
+        ];
         let all = dots.into_iter().chain(children);
         for (i, (n, child, kind)) in all.enumerate().skip(offset as usize) {
             if reply.add(INodeNo(child.0), i as u64 + 1, file_type(kind), n) {
@@ -288,7 +312,9 @@ impl<S: FsService> fuser::Filesystem for Adapter<S> {
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         let s = self.svc.statfs();
-        reply.statfs(s.blocks, s.bfree, s.bfree, s.files, s.ffree, s.bsize, s.namemax, s.bsize);
+        reply.statfs(
+            s.blocks, s.bfree, s.bfree, s.files, s.ffree, s.bsize, s.namemax, s.bsize,
+        );
     }
 
     fn create(
@@ -303,9 +329,13 @@ impl<S: FsService> fuser::Filesystem for Adapter<S> {
     ) {
         let n = try_reply!(reply, name(n));
         match self.svc.create(KIno(parent.0), n, flags) {
-            Ok((a, fh)) => {
-                reply.created(&ttl(&a), &self.attr(&a), Generation(0), FileHandle(fh), DIRECT_IO)
-            }
+            Ok((a, fh)) => reply.created(
+                &ttl(&a),
+                &self.attr(&a),
+                Generation(0),
+                FileHandle(fh),
+                DIRECT_IO,
+            ),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -314,7 +344,14 @@ impl<S: FsService> fuser::Filesystem for Adapter<S> {
         reply.error(Errno::EPERM);
     }
 
-    fn symlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _t: &std::path::Path, reply: ReplyEntry) {
+    fn symlink(
+        &self,
+        _req: &Request,
+        _p: INodeNo,
+        _n: &OsStr,
+        _t: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
         reply.error(Errno::ENOSYS);
     }
 

@@ -14,7 +14,11 @@ pub fn perm(kind: NodeKind, private: bool, quorate: bool, exec: bool) -> u16 {
         (_, true) => 0o777,
         (_, false) => 0o555,
     };
-    let base = if exec && kind == NodeKind::File { base | 0o100 } else { base };
+    let base = if exec && kind == NodeKind::File {
+        base | 0o100
+    } else {
+        base
+    };
     if private {
         base & 0o700
     } else if kind == NodeKind::File {
@@ -39,15 +43,22 @@ pub fn chmod_allowed(mode: u32, private: bool) -> bool {
 
 /// chown is accepted (and changes nothing) only for uid 0 and gid www-data, or "unchanged".
 pub fn chown_allowed(uid: Option<u32>, gid: Option<u32>, www_data: u32) -> bool {
-    uid.is_none_or(|u| u == 0 || u == u32::MAX) && gid.is_none_or(|g| g == www_data || g == u32::MAX)
+    uid.is_none_or(|u| u == 0 || u == u32::MAX)
+        && gid.is_none_or(|g| g == www_data || g == u32::MAX)
 }
 
 /// OpenVZ script names get the owner execute bit: `vps.<x>` or `<digits>.<x>` with x one of
 /// mount, umount, start, stop, premount, postumount.
 pub fn is_vz_script(name: &str) -> bool {
-    let Some((stem, ext)) = name.split_once('.') else { return false };
+    let Some((stem, ext)) = name.split_once('.') else {
+        return false;
+    };
     let stem_ok = stem == "vps" || (!stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit()));
-    stem_ok && matches!(ext, "mount" | "umount" | "start" | "stop" | "premount" | "postumount")
+    stem_ok
+        && matches!(
+            ext,
+            "mount" | "umount" | "start" | "stop" | "premount" | "postumount"
+        )
 }
 
 /// `st_blocks` as C reports it: whole 4 KiB blocks.

@@ -47,7 +47,11 @@ mod tests {
     #[test]
     fn mapping_is_a_bijection() {
         assert_eq!(KIno::ROOT.node(), Some(NodeRef::Mem(Inode::ROOT)));
-        for n in [NodeRef::Mem(Inode(0)), NodeRef::Mem(Inode(77)), NodeRef::Virtual(3)] {
+        for n in [
+            NodeRef::Mem(Inode(0)),
+            NodeRef::Mem(Inode(77)),
+            NodeRef::Virtual(3),
+        ] {
             assert_eq!(KIno::from(n).node(), Some(n));
         }
         assert_eq!(KIno(0).node(), None);

@@ -42,12 +42,18 @@ pub fn mount<S: FsService>(
     let mut session = fuser::Session::new(Adapter::new(svc, gid), mountpoint, &cfg)?;
     let unmounter = session.unmount_callable();
     let notifier = session.notifier();
-    let thread = std::thread::Builder::new().name("fuse".into()).spawn(move || {
-        let r = session.run();
-        on_exit();
-        r
-    })?;
-    Ok(Mounted { unmounter, thread: Some(thread), notifier })
+    let thread = std::thread::Builder::new()
+        .name("fuse".into())
+        .spawn(move || {
+            let r = session.run();
+            on_exit();
+            r
+        })?;
+    Ok(Mounted {
+        unmounter,
+        thread: Some(thread),
+        notifier,
+    })
 }
 
 impl Mounted {

@@ -21,16 +21,33 @@ use crate::vmlist::GuestPath;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
     /// Create an empty file (`EEXIST` if the name exists).
-    Create { path: TreePath },
+    Create {
+        path: TreePath,
+    },
     /// Write `data` at `offset`; with `truncate` the size becomes exactly `offset + data.len()`.
     /// A truncate to N is `Write { offset: N, data: [], truncate: true }`.
-    Write { path: TreePath, offset: u64, data: Vec<u8>, truncate: bool },
-    Mkdir { path: TreePath },
+    Write {
+        path: TreePath,
+        offset: u64,
+        data: Vec<u8>,
+        truncate: bool,
+    },
+    Mkdir {
+        path: TreePath,
+    },
     /// unlink and rmdir alike.
-    Delete { path: TreePath },
-    Rename { from: TreePath, to: TreePath },
+    Delete {
+        path: TreePath,
+    },
+    Rename {
+        from: TreePath,
+        to: TreePath,
+    },
     /// Set the modification time (utimens).
-    Mtime { path: TreePath, mtime: Mtime },
+    Mtime {
+        path: TreePath,
+        mtime: Mtime,
+    },
 }
 
 /// Who applies an operation and when.
@@ -76,9 +93,12 @@ impl Memdb {
     pub fn apply(&mut self, op: &Op, ctx: Ctx) -> Result<Applied, Error> {
         match op {
             Op::Create { path } => self.pwrite(path, 0, &[], false, true, ctx),
-            Op::Write { path, offset, data, truncate } => {
-                self.pwrite(path, *offset, data, *truncate, false, ctx)
-            }
+            Op::Write {
+                path,
+                offset,
+                data,
+                truncate,
+            } => self.pwrite(path, *offset, data, *truncate, false, ctx),
             Op::Mkdir { path } => self.mkdir(path, ctx),
             Op::Delete { path } => self.delete(path, ctx),
             Op::Rename { from, to } => self.rename(from, to, ctx),
@@ -133,7 +153,10 @@ impl Memdb {
         if guest.as_ref().is_some_and(|g| self.vmlist.conflicts(g)) {
             return Err(Error::Exists);
         }
-        let existing = self.entries[&parent].children().and_then(|c| c.get(name)).copied();
+        let existing = self.entries[&parent]
+            .children()
+            .and_then(|c| c.get(name))
+            .copied();
         let inode = match existing {
             Some(ino) => {
                 if !matches!(self.entries[&ino].body, Body::File(_)) {
@@ -168,7 +191,9 @@ impl Memdb {
         e.version = version;
         e.writer = ctx.writer;
         e.mtime = ctx.mtime;
-        let Body::File(content) = &mut e.body else { unreachable!("checked to be a file") };
+        let Body::File(content) = &mut e.body else {
+            unreachable!("checked to be a file")
+        };
         let old_len = content.len() as u64;
         let end = end as usize;
         let offset = offset as usize;
@@ -183,12 +208,19 @@ impl Memdb {
         if let Some(g) = guest {
             self.vmlist.register(&g);
         }
-        Ok(Applied { inode, parent, changes: vec![crate::Change::Upsert(inode)] })
+        Ok(Applied {
+            inode,
+            parent,
+            changes: vec![crate::Change::Upsert(inode)],
+        })
     }
 
     fn mkdir(&mut self, path: &TreePath, ctx: Ctx) -> Result<Applied, Error> {
         let (parent, name) = self.parent_dir(path)?;
-        if self.entries[&parent].children().is_some_and(|c| c.contains_key(name)) {
+        if self.entries[&parent]
+            .children()
+            .is_some_and(|c| c.contains_key(name))
+        {
             return Err(Error::Exists);
         }
         let inode = Inode(self.bump(ctx));
@@ -202,10 +234,15 @@ impl Memdb {
             body: Body::Dir(BTreeMap::new()),
         };
         if path.is_lock_dir() {
-            self.locks.reset(&path.to_string(), entry_csum(inode, &e), ctx.now);
+            self.locks
+                .reset(&path.to_string(), entry_csum(inode, &e), ctx.now);
         }
         self.entries.insert(inode, e);
-        Ok(Applied { inode, parent, changes: vec![Change::Upsert(inode)] })
+        Ok(Applied {
+            inode,
+            parent,
+            changes: vec![Change::Upsert(inode)],
+        })
     }
 
     fn delete(&mut self, path: &TreePath, ctx: Ctx) -> Result<Applied, Error> {
@@ -226,7 +263,11 @@ impl Memdb {
         if let Some(g) = GuestPath::parse(path) {
             self.vmlist.remove(g.vmid);
         }
-        Ok(Applied { inode, parent, changes: vec![Change::Delete(inode)] })
+        Ok(Applied {
+            inode,
+            parent,
+            changes: vec![Change::Delete(inode)],
+        })
     }
 
     /// Remove an entry (a file or an empty directory) from its parent and the index.
@@ -244,7 +285,11 @@ impl Memdb {
         }
         let src_is_file = matches!(self.entries[&src].body, Body::File(_));
         let from_guest = GuestPath::parse(from);
-        let to_guest = if src_is_file { GuestPath::parse(to) } else { None };
+        let to_guest = if src_is_file {
+            GuestPath::parse(to)
+        } else {
+            None
+        };
         if let Some(g) = &to_guest {
             let same_vm = from_guest.as_ref().is_some_and(|f| f.vmid == g.vmid);
             if self.vmlist.conflicts(g) && !same_vm {
@@ -256,7 +301,11 @@ impl Memdb {
         }
         if from == to {
             // The kernel never sends this; C would corrupt its index. Nothing to do.
-            return Ok(Applied { inode: src, parent: self.entries[&src].parent, changes: vec![] });
+            return Ok(Applied {
+                inode: src,
+                parent: self.entries[&src].parent,
+                changes: vec![],
+            });
         }
         // C checks the target first and loses it when the source turns out to be a non-empty
         // directory (Appendix A #2); the source is checked first here.
@@ -304,7 +353,11 @@ impl Memdb {
             }
         }
         changes.push(Change::Upsert(src));
-        Ok(Applied { inode: src, parent: new_parent, changes })
+        Ok(Applied {
+            inode: src,
+            parent: new_parent,
+            changes,
+        })
     }
 
     fn set_mtime(&mut self, path: &TreePath, mtime: Mtime, ctx: Ctx) -> Result<Applied, Error> {
@@ -324,7 +377,11 @@ impl Memdb {
             let csum = entry_csum(inode, e);
             self.locks.reset(&path.to_string(), csum, ctx.now);
         }
-        Ok(Applied { inode, parent, changes: vec![Change::Upsert(inode)] })
+        Ok(Applied {
+            inode,
+            parent,
+            changes: vec![Change::Upsert(inode)],
+        })
     }
 
     /// C `memdb_lock_expired` for the lock directory at `path`: false if it is not a lock
@@ -334,7 +391,9 @@ impl Memdb {
         if !path.is_lock_dir() {
             return false;
         }
-        let Some(inode) = self.resolve(path) else { return false };
+        let Some(inode) = self.resolve(path) else {
+            return false;
+        };
         let e = &self.entries[&inode];
         if e.children().is_none() {
             return false;

@@ -50,7 +50,11 @@ pub enum LoadError {
     #[error("inode {child:?} has a regular file {parent:?} as parent")]
     ParentNotDir { child: Inode, parent: Inode },
     #[error("inode {child:?}: name {name:?} already used in directory {parent:?}")]
-    DuplicateName { child: Inode, parent: Inode, name: String },
+    DuplicateName {
+        child: Inode,
+        parent: Inode,
+        name: String,
+    },
     #[error("missing directory inode {parent:?} (parent of {child:?})")]
     MissingParent { child: Inode, parent: Inode },
     #[error("inode {0:?} is not reachable from the root (parent loop)")]

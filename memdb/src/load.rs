@@ -35,7 +35,10 @@ impl Memdb {
                 return Err(LoadError::NoName(r.inode));
             }
             if r.kind == Kind::File && r.data.len() as u64 > MAX_FILE_SIZE {
-                return Err(LoadError::TooBig { inode: r.inode, size: r.data.len() });
+                return Err(LoadError::TooBig {
+                    inode: r.inode,
+                    size: r.data.len(),
+                });
             }
             if r.kind == Kind::Dir && !r.data.is_empty() {
                 return Err(LoadError::DirWithData(r.inode));
@@ -47,10 +50,16 @@ impl Memdb {
         for r in &rows {
             match kinds.get(&r.parent) {
                 Some(Kind::File) => {
-                    return Err(LoadError::ParentNotDir { child: r.inode, parent: r.parent })
+                    return Err(LoadError::ParentNotDir {
+                        child: r.inode,
+                        parent: r.parent,
+                    })
                 }
                 None if r.parent != Inode::ROOT => {
-                    return Err(LoadError::MissingParent { child: r.inode, parent: r.parent })
+                    return Err(LoadError::MissingParent {
+                        child: r.inode,
+                        parent: r.parent,
+                    })
                 }
                 _ => {}
             }
@@ -63,7 +72,8 @@ impl Memdb {
                 });
             }
         }
-        db.entries.insert(Inode::ROOT, root_entry(version, root.writer, root.mtime));
+        db.entries
+            .insert(Inode::ROOT, root_entry(version, root.writer, root.mtime));
         for r in rows {
             let body = match r.kind {
                 Kind::File => {
@@ -100,7 +110,10 @@ impl Memdb {
             let mut lost: Vec<Inode> = db.entries.keys().copied().collect();
             lost.sort();
             let reachable = db.reachable();
-            let bad = lost.into_iter().find(|i| !reachable.contains(i)).unwrap_or(Inode::ROOT);
+            let bad = lost
+                .into_iter()
+                .find(|i| !reachable.contains(i))
+                .unwrap_or(Inode::ROOT);
             return Err(LoadError::Unreachable(bad));
         }
         db.version = version;
@@ -129,12 +142,22 @@ impl Memdb {
     /// C `memdb_recreate_vmlist`: every `nodes/<n>/{qemu-server,lxc,openvz}/<id>.conf`; a VMID
     /// found twice is an error (C refuses to start).
     fn rebuild_vmlist(&self) -> Result<VmList, LoadError> {
-        let mut list = VmList { version: self.vmlist.version, ..VmList::default() };
-        let Some(nodes) = self.resolve(&crate::TreePath::parse("nodes")) else { return Ok(list) };
-        let Some(node_dirs) = self.entries[&nodes].children() else { return Ok(list) };
+        let mut list = VmList {
+            version: self.vmlist.version,
+            ..VmList::default()
+        };
+        let Some(nodes) = self.resolve(&crate::TreePath::parse("nodes")) else {
+            return Ok(list);
+        };
+        let Some(node_dirs) = self.entries[&nodes].children() else {
+            return Ok(list);
+        };
         list.version += 1;
         for (node, ino) in node_dirs {
-            let Some(sub) = self.entries[ino].children().filter(|_| valid_nodename(node)) else {
+            let Some(sub) = self.entries[ino]
+                .children()
+                .filter(|_| valid_nodename(node))
+            else {
                 continue;
             };
             for dir in ["qemu-server", "openvz", "lxc"] {
@@ -148,12 +171,19 @@ impl Memdb {
                     let path = crate::TreePath::parse(&format!("nodes/{node}/{dir}/{name}"));
                     let g = GuestPath::parse(&path).expect("guest path by construction");
                     if list.vms.contains_key(&g.vmid) {
-                        return Err(LoadError::DuplicateVmid { inode: *f, vmid: g.vmid });
+                        return Err(LoadError::DuplicateVmid {
+                            inode: *f,
+                            vmid: g.vmid,
+                        });
                     }
                     let version = list.version;
                     list.vms.insert(
                         g.vmid,
-                        crate::VmEntry { node: g.node, kind: g.kind, version },
+                        crate::VmEntry {
+                            node: g.node,
+                            kind: g.kind,
+                            version,
+                        },
                     );
                 }
             }
@@ -162,8 +192,12 @@ impl Memdb {
     }
 
     fn rebuild_locks(&mut self, now: Mtime) {
-        let Some(lockdir) = self.resolve(&crate::TreePath::parse("priv/lock")) else { return };
-        let Some(locks) = self.entries[&lockdir].children() else { return };
+        let Some(lockdir) = self.resolve(&crate::TreePath::parse("priv/lock")) else {
+            return;
+        };
+        let Some(locks) = self.entries[&lockdir].children() else {
+            return;
+        };
         let found: Vec<(String, [u8; 32])> = locks
             .iter()
             .filter(|(_, i)| self.entries[i].children().is_some())

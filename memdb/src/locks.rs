@@ -37,7 +37,8 @@ impl Locks {
             }
             Some(li) => now.0 > li.ltime.0 && now.0 - li.ltime.0 > timeout,
             None => {
-                self.table.insert(path.to_owned(), LockInfo { ltime: now, csum });
+                self.table
+                    .insert(path.to_owned(), LockInfo { ltime: now, csum });
                 false
             }
         }
@@ -45,7 +46,8 @@ impl Locks {
 
     /// Start the timer of a lock afresh (after mkdir or a refresh).
     pub fn reset(&mut self, path: &str, csum: [u8; 32], now: Mtime) {
-        self.table.insert(path.to_owned(), LockInfo { ltime: now, csum });
+        self.table
+            .insert(path.to_owned(), LockInfo { ltime: now, csum });
     }
 
     pub fn remove(&mut self, path: &str) {

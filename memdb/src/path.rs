@@ -21,7 +21,13 @@ impl TreePath {
         if s == "." {
             return TreePath::root();
         }
-        TreePath { comps: s.split('/').filter(|c| !c.is_empty()).map(str::to_owned).collect() }
+        TreePath {
+            comps: s
+                .split('/')
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }
     }
 
     pub fn is_root(&self) -> bool {

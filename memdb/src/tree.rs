@@ -274,5 +274,12 @@ impl Memdb {
 }
 
 pub(crate) fn root_entry(version: u64, writer: NodeId, mtime: Mtime) -> Entry {
-    Entry { parent: Inode::ROOT, version, writer, mtime, name: String::new(), body: Body::Dir(BTreeMap::new()) }
+    Entry {
+        parent: Inode::ROOT,
+        version,
+        writer,
+        mtime,
+        name: String::new(),
+        body: Body::Dir(BTreeMap::new()),
+    }
 }

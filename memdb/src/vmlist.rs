@@ -60,13 +60,22 @@ impl VmList {
 
     /// C `vmlist_different_vm_exists`: the VMID is registered on another node or as another type.
     pub(crate) fn conflicts(&self, g: &GuestPath) -> bool {
-        self.vms.get(&g.vmid).is_some_and(|e| e.kind != g.kind || e.node != g.node)
+        self.vms
+            .get(&g.vmid)
+            .is_some_and(|e| e.kind != g.kind || e.node != g.node)
     }
 
     pub(crate) fn register(&mut self, g: &GuestPath) {
         self.version += 1;
         let version = self.version;
-        self.vms.insert(g.vmid, VmEntry { node: g.node.clone(), kind: g.kind, version });
+        self.vms.insert(
+            g.vmid,
+            VmEntry {
+                node: g.node.clone(),
+                kind: g.kind,
+                version,
+            },
+        );
     }
 
     pub(crate) fn remove(&mut self, vmid: u32) {
@@ -85,7 +94,9 @@ pub(crate) struct GuestPath {
 
 impl GuestPath {
     pub fn parse(path: &TreePath) -> Option<GuestPath> {
-        let [nodes, node, dir, file] = path.components() else { return None };
+        let [nodes, node, dir, file] = path.components() else {
+            return None;
+        };
         if nodes != "nodes" || !valid_nodename(node) {
             return None;
         }
@@ -95,7 +106,11 @@ impl GuestPath {
             "openvz" => VmType::Openvz,
             _ => return None,
         };
-        Some(GuestPath { node: node.clone(), kind, vmid: vmid_of_name(file)? })
+        Some(GuestPath {
+            node: node.clone(),
+            kind,
+            vmid: vmid_of_name(file)?,
+        })
     }
 }
 
@@ -114,9 +129,9 @@ pub(crate) fn vmid_of_name(name: &str) -> Option<u32> {
 pub(crate) fn valid_nodename(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
-        && b.iter().enumerate().all(|(i, c)| {
-            c.is_ascii_alphanumeric() || (*c == b'-' && i != 0 && i != b.len() - 1)
-        })
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_alphanumeric() || (*c == b'-' && i != 0 && i != b.len() - 1))
 }
 
 #[cfg(test)]
