@@ -1,1 +1,31 @@
-//! lwcfs-bench
+//! lwcfs-bench: what a pmxcfs-like daemon writes to disk, per workload.
+//!
+//! Code map (pure modules first; only `sandbox` and `runner` need root):
+//! - [`plan`]: a workload as data — steps, their times, what must succeed.
+//! - [`content`]: deterministic file contents (guest configs, HA status JSON, keys).
+//! - [`seed`]: the 3-node PVE tree every workload starts from.
+//! - [`ha`]: the idle and armed HA minutes of `shared/spec/workload.md` §4.1/§4.2.
+//! - [`workloads`]: the named catalogue and the plan of each workload.
+//! - [`exec`]: runs plans against a directory (the sandbox's `/etc/pve`, or a tempdir in tests).
+//! - [`diskstat`], [`procio`]: the kernel's counters (`/sys/block/*/stat`, `/proc/PID/io`).
+//! - [`summary`], [`units`], [`report`]: medians, spreads, the table and the JSON.
+//! - [`sandbox`]: loop-mounted ext4, namespaces, daemon lifecycle; guards that clean up.
+//! - [`runner`]: one measured run, from a fresh sandbox to the synced figures.
+//!
+//! Invariant: the host's `/etc/pve`, `/var/lib/pve-cluster` and `/run` are never touched; every
+//! mount is made inside a private mount namespace.
+
+pub mod content;
+pub mod diskstat;
+pub mod exec;
+pub mod ha;
+pub mod plan;
+pub mod procio;
+pub mod progress;
+pub mod report;
+pub mod runner;
+pub mod sandbox;
+pub mod seed;
+pub mod summary;
+pub mod units;
+pub mod workloads;

@@ -1,0 +1,512 @@
+//! `lwcfs-bench`: see `bench/README.md`.
+
+use clap::{Args, Parser, Subcommand};
+use lwcfs_bench::exec::{self, Outcome, ReaderOutcome};
+use lwcfs_bench::plan::{Readers, RunPart};
+use lwcfs_bench::progress::Progress;
+use lwcfs_bench::report::{self, Machine, Report, RunConfig, WorkloadResult};
+use lwcfs_bench::runner::{self, DaemonSpec, Fatal, Options};
+use lwcfs_bench::seed::Seed;
+use lwcfs_bench::{sandbox, workloads};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+/// Measures what a pmxcfs-like daemon writes to disk, per workload, in a private sandbox.
+///
+/// Each run builds a fresh ext4 image on a loop device, starts the daemon in its own mount,
+/// network and UTS namespaces with the database directory, /etc/pve, /run, /etc/hosts and
+/// /etc/corosync bound per instance, prepares the seed tree, restarts the daemon, runs the
+/// workload through its FUSE mount, stops it with SIGTERM and reads the loop device's counters
+/// once the file system is synced. Needs root.
+#[derive(Parser, Debug)]
+#[command(name = "lwcfs-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    internal: Option<Internal>,
+    #[command(flatten)]
+    bench: Bench,
+}
+
+#[derive(Args, Debug)]
+struct Bench {
+    /// Daemon under test (default: the workspace's lwcfs next to this binary).
+    #[arg(long, value_name = "PATH")]
+    binary: Option<PathBuf>,
+    /// Extra argument for the daemon, after `-f -l` (repeatable).
+    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+    args: Vec<String>,
+    /// Name of the daemon in the report (default: the binary's file name).
+    #[arg(long)]
+    label: Option<String>,
+    /// A second daemon, run in turn on identical workloads and printed side by side.
+    #[arg(long, value_name = "PATH")]
+    vs: Option<PathBuf>,
+    /// Extra argument for the --vs daemon (repeatable).
+    #[arg(long = "vs-arg", value_name = "ARG", allow_hyphen_values = true)]
+    vs_args: Vec<String>,
+    /// Name of the --vs daemon in the report.
+    #[arg(long)]
+    vs_label: Option<String>,
+    /// Workloads to run: names, family names (both burst and paced) or a prefix ending in `*`;
+    /// repeatable or comma-separated. Default: all.
+    #[arg(short, long = "workload", value_name = "NAME")]
+    workloads: Vec<String>,
+    /// Do not add the `baseline` workload that per-op figures are computed against.
+    #[arg(long)]
+    no_baseline: bool,
+    /// Runs per workload and daemon; the report gives the median and the spread.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Tree in the database before each workload: pve3 (3-node cluster tree) or empty.
+    #[arg(long, default_value = "pve3")]
+    seed: Seed,
+    /// Interval between the operations of paced workloads (longer than the commit delay).
+    #[arg(long, default_value_t = 1500)]
+    pace_ms: u64,
+    /// Operation count of every burst workload (default: each family's own).
+    #[arg(long)]
+    burst_ops: Option<u64>,
+    /// Operation count of every paced workload (default: each family's own).
+    #[arg(long)]
+    paced_ops: Option<u64>,
+    /// Wait after the workload before stopping the daemon (default: --pace-ms).
+    #[arg(long)]
+    settle_ms: Option<u64>,
+    /// Seconds a daemon has to exit after SIGTERM before the run is invalid.
+    #[arg(long, default_value_t = 10)]
+    stop_timeout: u64,
+    /// Size of the ext4 image holding the database directory.
+    #[arg(long, default_value_t = 256)]
+    image_mib: u64,
+    /// Where scratch directories and images go.
+    #[arg(long, value_name = "DIR")]
+    scratch: Option<PathBuf>,
+    /// Read commit counters with `<binary> stats --json`: auto (when the binary is named
+    /// lwcfs*), on, off.
+    #[arg(long, default_value = "auto")]
+    stats: String,
+    /// Print the report as JSON on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Also write the JSON report to this file.
+    #[arg(long, value_name = "FILE")]
+    json_out: Option<PathBuf>,
+    /// List the workloads and exit.
+    #[arg(long)]
+    list: bool,
+    /// No progress line.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Internal {
+    /// (internal) Builds the sandbox's namespaces and waits.
+    #[command(name = "__anchor", hide = true)]
+    Anchor {
+        #[arg(long)]
+        scratch: PathBuf,
+        #[arg(long)]
+        loop_dev: String,
+    },
+    /// (internal) Runs one phase of a workload inside the sandbox and prints its outcome.
+    #[command(name = "__workload", hide = true)]
+    Workload {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        phase: String,
+        #[arg(long)]
+        root: PathBuf,
+        #[arg(long)]
+        seed: Seed,
+        #[arg(long)]
+        pace_ms: u64,
+        #[arg(long)]
+        burst_ops: Option<u64>,
+        #[arg(long)]
+        paced_ops: Option<u64>,
+    },
+    /// (internal) One reader process of the read-parallel workloads.
+    #[command(name = "__reader", hide = true)]
+    Reader {
+        #[arg(long)]
+        root: PathBuf,
+        #[arg(long)]
+        dir: String,
+        #[arg(long)]
+        files: usize,
+        #[arg(long)]
+        size: usize,
+        #[arg(long)]
+        passes: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.internal {
+        Some(Internal::Anchor { scratch, loop_dev }) => {
+            match sandbox::anchor_main(&scratch, &loop_dev) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(Internal::Workload {
+            name,
+            phase,
+            root,
+            seed,
+            pace_ms,
+            burst_ops,
+            paced_ops,
+        }) => {
+            let cfg = workloads::Config {
+                seed,
+                pace_ms,
+                burst_ops,
+                paced_ops,
+            };
+            match workload_main(&cfg, &name, &phase, &root) {
+                Ok(out) => {
+                    println!("{}", serde_json::to_string(&out).expect("serialisable"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(Internal::Reader {
+            root,
+            dir,
+            files,
+            size,
+            passes,
+        }) => {
+            let spec = Readers {
+                dir,
+                files,
+                file_size: size,
+                readers: 1,
+                passes,
+            };
+            reader_main(&root, &spec)
+        }
+        None => bench_main(cli.bench),
+    }
+}
+
+fn workload_main(
+    cfg: &workloads::Config,
+    name: &str,
+    phase: &str,
+    root: &Path,
+) -> Result<Outcome, String> {
+    let w = workloads::find(cfg, name).ok_or_else(|| format!("unknown workload {name}"))?;
+    let plan = workloads::plan(&w, cfg);
+    match (phase, &plan.run) {
+        ("prepare", _) => exec::prepare(root, &plan.prepare)
+            .map(|()| Outcome::default())
+            .map_err(|e| e.to_string()),
+        ("run", RunPart::Steps(steps)) => {
+            exec::run(root, steps, plan.min_duration_ms).map_err(|e| e.to_string())
+        }
+        ("run", RunPart::Readers(spec)) => run_readers(root, spec),
+        (other, _) => Err(format!("unknown phase {other}")),
+    }
+}
+
+/// Starts the reader processes, lets them all go at once, and rates the cycles over the wall
+/// time from the start signal to the last reader's result.
+fn run_readers(root: &Path, spec: &Readers) -> Result<Outcome, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut children = Vec::new();
+    for _ in 0..spec.readers {
+        let child = std::process::Command::new(&exe)
+            .arg("__reader")
+            .arg("--root")
+            .arg(root)
+            .args(["--dir", &spec.dir, "--files", &spec.files.to_string()])
+            .args([
+                "--size",
+                &spec.file_size.to_string(),
+                "--passes",
+                &spec.passes.to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start a reader: {e}"))?;
+        children.push(child);
+    }
+    let mut outs = Vec::new();
+    for c in &mut children {
+        let mut r = std::io::BufReader::new(c.stdout.take().expect("piped"));
+        let mut line = String::new();
+        r.read_line(&mut line).map_err(|e| e.to_string())?;
+        if line.trim() != "ready" {
+            return Err("a reader did not start".into());
+        }
+        outs.push(r);
+    }
+    let start = Instant::now();
+    for c in &mut children {
+        let mut stdin = c.stdin.take().expect("piped");
+        stdin.write_all(b"go\n").map_err(|e| e.to_string())?;
+    }
+    let mut total = ReaderOutcome::default();
+    for r in &mut outs {
+        let mut line = String::new();
+        r.read_line(&mut line).map_err(|e| e.to_string())?;
+        let o: ReaderOutcome =
+            serde_json::from_str(&line).map_err(|e| format!("reader result: {e}"))?;
+        total.cycles += o.cycles;
+        total.mismatches += o.mismatches;
+        total.errors += o.errors;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    for c in &mut children {
+        let _ = c.wait();
+    }
+    Ok(Outcome {
+        steps: total.cycles,
+        cycles: total.cycles,
+        mismatches: total.mismatches + total.errors,
+        cycles_per_s: Some(total.cycles as f64 / secs),
+        duration_ms: secs * 1000.0,
+        ..Outcome::default()
+    })
+}
+
+fn reader_main(root: &Path, spec: &Readers) -> ExitCode {
+    // Build the expected contents before announcing readiness, so that start-up cost is not timed.
+    let expected = exec::expected_contents(spec);
+    println!("ready");
+    let _ = std::io::stdout().flush();
+    let mut go = String::new();
+    if std::io::stdin().read_line(&mut go).is_err() {
+        return ExitCode::FAILURE;
+    }
+    let out = exec::read_passes(root, spec, &expected);
+    println!("{}", serde_json::to_string(&out).expect("serialisable"));
+    ExitCode::SUCCESS
+}
+
+extern "C" fn on_signal(_: libc::c_int) {
+    runner::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn install_signal_handlers() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+}
+
+fn default_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let candidate = exe.parent()?.join("lwcfs");
+    candidate.exists().then_some(candidate)
+}
+
+fn daemon_spec(
+    binary: PathBuf,
+    extra: &[String],
+    label: Option<String>,
+    stats: &str,
+) -> Result<DaemonSpec, String> {
+    let binary =
+        std::fs::canonicalize(&binary).map_err(|e| format!("{}: {e}", binary.display()))?;
+    let name = binary
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let stats = match stats {
+        "on" => true,
+        "off" => false,
+        "auto" => name.starts_with("lwcfs"),
+        other => return Err(format!("--stats must be auto, on or off, not {other}")),
+    };
+    let mut args = vec!["-f".to_string(), "-l".to_string()];
+    args.extend(extra.iter().cloned());
+    Ok(DaemonSpec {
+        label: label.unwrap_or(name),
+        binary,
+        args,
+        stats,
+    })
+}
+
+fn bench_main(b: Bench) -> ExitCode {
+    let cfg = workloads::Config {
+        seed: b.seed,
+        pace_ms: b.pace_ms,
+        burst_ops: b.burst_ops,
+        paced_ops: b.paced_ops,
+    };
+    if b.list {
+        let all = workloads::catalogue(&cfg);
+        let rows: Vec<Vec<String>> = all
+            .iter()
+            .map(|w| {
+                vec![
+                    w.name.clone(),
+                    format!("{:?}", w.mode).to_lowercase(),
+                    format!("{} {}", w.ops, w.unit),
+                    w.about.to_string(),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            report::layout(&["workload", "mode", "ops", "what it models"], &rows)
+        );
+        return ExitCode::SUCCESS;
+    }
+    match bench(b, cfg) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lwcfs-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn bench(b: Bench, cfg: workloads::Config) -> Result<ExitCode, String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("needs root (loop devices, mounts and namespaces)".into());
+    }
+    let mut selected = workloads::select(&cfg, &b.workloads)?;
+    if !b.no_baseline && !selected.iter().any(|w| w.name == "baseline") {
+        selected.insert(
+            0,
+            workloads::find(&cfg, "baseline").expect("baseline exists"),
+        );
+    }
+    let binary = match b.binary.clone().or_else(default_binary) {
+        Some(p) => p,
+        None => {
+            return Err("no lwcfs next to this binary: build it (cargo build --release -p lwcfs) or pass --binary PATH".into())
+        }
+    };
+    let mut daemons = vec![daemon_spec(binary, &b.args, b.label.clone(), &b.stats)?];
+    if let Some(vs) = &b.vs {
+        let mut spec = daemon_spec(vs.clone(), &b.vs_args, b.vs_label.clone(), &b.stats)?;
+        if spec.label == daemons[0].label {
+            spec.label.push_str("-vs");
+        }
+        daemons.push(spec);
+    }
+    install_signal_handlers();
+    let settle_ms = b.settle_ms.unwrap_or(b.pace_ms);
+    let opts = Options {
+        workload: cfg.clone(),
+        sandbox: sandbox::Config {
+            scratch_parent: b.scratch.clone().unwrap_or_else(std::env::temp_dir),
+            image_mib: b.image_mib,
+        },
+        settle_ms,
+        stop_timeout: Duration::from_secs(b.stop_timeout),
+        mount_timeout: Duration::from_secs(30),
+    };
+    let started = std::time::SystemTime::now();
+    let total = selected.len() * b.repeat * daemons.len();
+    let progress = Progress::new(total, !b.quiet);
+    let mut results: Vec<WorkloadResult> = Vec::new();
+    for w in &selected {
+        let plan = workloads::plan(w, &cfg);
+        let mut runs: Vec<Vec<runner::RunRecord>> = vec![Vec::new(); daemons.len()];
+        // Interleave the daemons run by run, so that drift of the machine hits both alike.
+        for repeat in 0..b.repeat {
+            for (i, d) in daemons.iter().enumerate() {
+                progress.begin(format!(
+                    "{} · {} · run {}/{}",
+                    w.name,
+                    d.label,
+                    repeat + 1,
+                    b.repeat
+                ));
+                match runner::run_once(d, w, &opts, repeat, &progress) {
+                    Ok(rec) => {
+                        progress.end(if rec.valid { "ok" } else { "INVALID" });
+                        if let (false, Some(reason)) = (rec.valid, &rec.invalid_reason) {
+                            eprintln!("    {}", reason.lines().next().unwrap_or(""));
+                        }
+                        runs[i].push(rec);
+                    }
+                    Err(Fatal::Interrupted) => {
+                        progress.end("interrupted");
+                        return Err("interrupted; sandboxes removed".into());
+                    }
+                    Err(e) => {
+                        progress.end("failed");
+                        return Err(e.to_string());
+                    }
+                }
+            }
+        }
+        for (d, runs) in daemons.iter().zip(runs) {
+            let logical = plan.logical_bytes();
+            results.push(WorkloadResult {
+                workload: w.clone(),
+                daemon: d.label.clone(),
+                logical_bytes: logical,
+                page_floor_bytes: workloads::page_floor(&plan),
+                summary: report::summarise(&runs, logical),
+                runs,
+            });
+        }
+    }
+    report::fill_marginals(&mut results);
+    let secs = started
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let rep = Report {
+        tool: "lwcfs-bench",
+        format_version: 1,
+        date: report::rfc3339(secs),
+        machine: Machine::probe(),
+        command: std::env::args().collect(),
+        config: RunConfig {
+            seed: b.seed.to_string(),
+            repeat: b.repeat,
+            pace_ms: b.pace_ms,
+            settle_ms,
+            stop_timeout_s: b.stop_timeout,
+            image_mib: b.image_mib,
+            filesystem:
+                "ext4 (mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0) on a loop device",
+        },
+        daemons,
+        results,
+    };
+    let json = serde_json::to_string_pretty(&rep).expect("serialisable");
+    if let Some(path) = &b.json_out {
+        std::fs::write(path, &json).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if b.json {
+        println!("{json}");
+    } else {
+        print!("{}", report::render_text(&rep));
+    }
+    let all_valid = rep.results.iter().all(|r| r.runs.iter().all(|x| x.valid));
+    Ok(if all_valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
