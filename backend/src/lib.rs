@@ -17,7 +17,7 @@
 //! - [`schema`]: the DDL, the pragmas, creating a fresh database as C does.
 //! - [`load`]: opening a database and loading it into a `Memdb`, with C's row checks.
 //! - [`coalesce`]: pure: pending inodes, holders, when a batch is due, what it writes.
-//! - [`store`] (private): the write connection, one IMMEDIATE transaction per batch, the sync.
+//! - `store` (private): the write connection, one IMMEDIATE transaction per batch, the sync.
 //! - [`writer`]: the thread, its handle (`changed`, `hold`, `release`, `flush`, `shutdown`) and
 //!   the [`Snapshot`] trait the daemon implements.
 //! - [`error`]: the one error enum.
@@ -32,4 +32,4 @@ pub mod writer;
 
 pub use error::Error;
 pub use load::{open, Opened, Stored};
-pub use writer::{root_record, spawn, Snapshot, Stats, WriterConfig, WriterHandle};
+pub use writer::{root_record, spawn, Rows, Snapshot, Stats, WriterConfig, WriterHandle};

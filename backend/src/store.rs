@@ -107,7 +107,11 @@ impl Store {
     /// With `synchronous=NORMAL` a commit only writes the WAL; SQLite syncs it at checkpoints.
     /// One `fdatasync` of the WAL covers every commit since the last one, including commits
     /// made before this call that had nothing left to commit, which switching one commit to
-    /// `synchronous=FULL` would not. The directory is synced once, for the WAL's own entry.
+    /// `synchronous=FULL` would not. Both cost the same: `synchronous=FULL` in WAL mode is also
+    /// one `fdatasync` of the WAL per commit (strace), and on the test machine's disk both
+    /// measured 0.3-0.5 ms per flushed commit against 70-80 µs for a `NORMAL` commit. The
+    /// directory is synced once, for the WAL's own entry (SQLite does it too when it creates
+    /// the WAL; this does not rely on that).
     pub fn sync(&mut self) -> Result<(), Error> {
         let io = |context, path: &Path| {
             let path = path.to_path_buf();

@@ -8,6 +8,19 @@
 //! the snapshot reflects: every structural change (create, mkdir, rename, unlink, rmdir) up to
 //! the snapshot is in it, so the stored tree always loads. Held inodes may lag behind in
 //! content only.
+//!
+//! How the daemon drives it:
+//! 1. `load::open(path, now)` gives the `Memdb`; put it behind the lock the [`Snapshot`]
+//!    implementation takes (`Mutex<Memdb>` implements it).
+//! 2. [`spawn`] the writer on the same path.
+//! 3. After every successful `Memdb::apply`, still under the tree lock:
+//!    [`WriterHandle::changed`]`(&applied.changes, at_once)`.
+//! 4. A FUSE handle that writes a file: [`WriterHandle::hold`] once (at its first write),
+//!    [`WriterHandle::release`] when it is released.
+//! 5. [`WriterHandle::flush`] where an answer must wait for stable storage; never under the
+//!    tree lock (the writer needs that lock to commit).
+//! 6. [`WriterHandle::failed`]: answer writes with EIO, as C does once `memdb->errors` is set.
+//! 7. [`WriterHandle::shutdown`] at exit, after the last change.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -24,6 +37,9 @@ use crate::coalesce::{OnDisk, Pending, Policy};
 use crate::error::Error;
 use crate::store::Store;
 
+/// Rows of a snapshot: each picked inode with its current row, or `None` if it no longer exists.
+pub type Rows = Vec<(Inode, Option<NodeRecord>)>;
+
 /// The in-RAM tree as the writer sees it.
 pub trait Snapshot: Send + Sync + 'static {
     /// Take the tree's lock, call `pick` exactly once while holding it, and return, read under
@@ -33,11 +49,7 @@ pub trait Snapshot: Send + Sync + 'static {
     /// `pick` drains the writer's channel: it must run under the lock that
     /// [`WriterHandle::changed`] is called under, so that the inodes it returns are exactly
     /// the ones changed up to this state of the tree.
-    #[allow(clippy::type_complexity)]
-    fn snapshot(
-        &self,
-        pick: &mut dyn FnMut() -> Vec<Inode>,
-    ) -> (Vec<(Inode, Option<NodeRecord>)>, RootRecord);
+    fn snapshot(&self, pick: &mut dyn FnMut() -> Vec<Inode>) -> (Rows, RootRecord);
 }
 
 /// The `__version__` row of a tree.
@@ -52,10 +64,7 @@ pub fn root_record(db: &Memdb) -> RootRecord {
 /// A tree behind a mutex is a snapshot source. A poisoned lock is still read: the writer keeps
 /// storing what the tree holds.
 impl Snapshot for Mutex<Memdb> {
-    fn snapshot(
-        &self,
-        pick: &mut dyn FnMut() -> Vec<Inode>,
-    ) -> (Vec<(Inode, Option<NodeRecord>)>, RootRecord) {
+    fn snapshot(&self, pick: &mut dyn FnMut() -> Vec<Inode>) -> (Rows, RootRecord) {
         let db = self.lock().unwrap_or_else(PoisonError::into_inner);
         let rows = pick().into_iter().map(|i| (i, db.record(i))).collect();
         (rows, root_record(&db))
@@ -72,8 +81,15 @@ pub struct WriterConfig {
 }
 
 impl WriterConfig {
-    /// 100 ms: see `DEFAULT_COMMIT_DELAY`.
+    /// 100 ms. A commit costs about 70-80 µs of SQLite work (one 2 KiB row plus the version
+    /// row, `synchronous=NORMAL`, measured on this project's test machine), so the delay is not
+    /// there to save CPU: it is the window in which multi-step patterns collapse. The steps of
+    /// PVE's tmp-file + write + rename arrive within about a millisecond of each other; the
+    /// several files and lock directories of one API call within tens of milliseconds. It is
+    /// also the longest a daemon crash can lose (changes not yet committed), next to C's
+    /// power-loss window of "until the next checkpoint".
     pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_millis(100);
+    /// 5 s: a file written through a handle that stays open longer is committed anyway.
     pub const DEFAULT_HOLD_BOUND: Duration = Duration::from_secs(5);
 }
 

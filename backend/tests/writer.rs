@@ -460,10 +460,7 @@ impl lwcfs_backend::Snapshot for Racing {
     fn snapshot(
         &self,
         pick: &mut dyn FnMut() -> Vec<Inode>,
-    ) -> (
-        Vec<(Inode, Option<lwcfs_memdb::NodeRecord>)>,
-        lwcfs_memdb::load::RootRecord,
-    ) {
+    ) -> (lwcfs_backend::Rows, lwcfs_memdb::load::RootRecord) {
         let hook = self.hook.lock().unwrap().take();
         if let Some(h) = hook {
             h();
