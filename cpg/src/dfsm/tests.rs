@@ -1,0 +1,1 @@
+//! Unit tests of single-node DFSM behaviour, C rule by C rule.
