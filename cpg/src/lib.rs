@@ -21,6 +21,7 @@ pub mod transport;
 pub mod waiters;
 
 #[cfg(any(test, feature = "sim"))]
+#[doc(hidden)]
 pub mod sim;
 
 pub use dfsm::{App, Config, Ctx, Dfsm, Effect, Effects, Failure, Mode, Normal, SyncRound};

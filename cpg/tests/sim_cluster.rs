@@ -1,7 +1,7 @@
 //! Many DFSM nodes on the simulated CPG bus, running the dcdb-shaped toy application.
 //! Every scenario runs under many seeds (interleavings); at the end the replicas must agree.
 
-use lwcfs_cpg::dfsm::{Cause, Effect, VerifyOutcome};
+use lwcfs_cpg::dfsm::{Cause, Effect, SendKind, VerifyOutcome};
 use lwcfs_cpg::sim::toy::{del, put, KvApp, DEL, PUT};
 use lwcfs_cpg::sim::Sim;
 use lwcfs_cpg::{Config, MemberId, Mode, Outcome};
@@ -394,7 +394,7 @@ fn the_verify_timer_fires_hourly_on_the_lowest_node_only() {
         sim.node(i)
             .effects
             .iter()
-            .filter(|e| matches!(e, Effect::Send(o) if o.kind == lwcfs_cpg::dfsm::SendKind::VerifyRequest))
+            .filter(|e| matches!(e, Effect::Send(o) if o.kind == SendKind::VerifyRequest))
             .count()
     };
     assert_eq!((requests(0), requests(1), requests(2)), (1, 0, 0));

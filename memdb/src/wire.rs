@@ -1098,7 +1098,9 @@ mod tests {
                     }).unwrap();
                     prop_assert_eq!(m.kind(), t);
                     match m {
-                        DcdbMsg::Write(q) | DcdbMsg::Rename(q) | DcdbMsg::Mtime(q) => prop_assert_eq!(&q, &p),
+                        DcdbMsg::Write(q) | DcdbMsg::Rename(q) | DcdbMsg::Mtime(q) => {
+                            prop_assert_eq!(&q, &p)
+                        }
                         other => prop_assert!(false, "{other:?}"),
                     }
                 }

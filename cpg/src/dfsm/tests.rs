@@ -1,6 +1,7 @@
 //! Single-node DFSM behaviour, C rule by C rule (cluster.md §2.4, §3, §5).
 
 use super::*;
+use crate::msg::Rejected;
 
 const T: u32 = 1_000;
 const A: MemberId = MemberId {
