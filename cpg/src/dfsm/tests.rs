@@ -798,3 +798,108 @@ fn leaving_the_group_is_noticed() {
     assert!(!d.is_member());
     assert_eq!(d.lowest_nodeid(), Some(NodeId(2)));
 }
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One input from the network.
+    #[derive(Clone, Debug)]
+    enum Input {
+        Confchg(Vec<u8>, bool),
+        /// sender, type, epoch choice, count, payload length, truncate to
+        Deliver(u8, u16, u8, u64, usize, Option<usize>),
+        Send,
+        Timer(u32),
+        Init,
+    }
+
+    fn member(i: u8) -> MemberId {
+        [A, B, C][usize::from(i % 3)]
+    }
+
+    fn input() -> impl Strategy<Value = Input> {
+        prop_oneof![
+            (proptest::collection::vec(0u8..3, 0..4), any::<bool>())
+                .prop_map(|(m, j)| Input::Confchg(m, j)),
+            (
+                0u8..3,
+                0u16..9,
+                0u8..3,
+                0u64..6,
+                0usize..48,
+                proptest::option::of(0usize..40)
+            )
+                .prop_map(|(f, t, e, c, l, cut)| Input::Deliver(f, t, e, c, l, cut)),
+            Just(Input::Send),
+            (0u32..200).prop_map(Input::Timer),
+            Just(Input::Init),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the network delivers, in whatever order, the state machine never panics,
+        /// and an error mode other than LEAVE is never left.
+        #[test]
+        fn arbitrary_inputs_never_panic(
+            inputs in proptest::collection::vec(input(), 0..40),
+            lead: bool,
+            half_synced: bool,
+            checksum: bool,
+        ) {
+            let app = Probe {
+                lead,
+                synced: half_synced.then(|| vec![A]),
+                checksum: checksum.then_some([1; 32]),
+                ..Probe::default()
+            };
+            let mut d = node(A, app);
+            let mut fx = Effects::new();
+            let mut now = T;
+            for i in inputs {
+                let before = d.mode();
+                match i {
+                    Input::Confchg(ms, joined) => {
+                        let members: Vec<MemberId> = ms.iter().map(|&m| member(m)).collect();
+                        let j = if joined { members.clone() } else { vec![] };
+                        d.on_confchg(&members, &[], &j, now, &mut fx);
+                    }
+                    Input::Deliver(f, t, e, count, len, cut) => {
+                        let epoch = match e {
+                            0 => d.epoch(),
+                            1 => Epoch { epoch: 1, time: T, nodeid: 1, pid: 11 },
+                            _ => Epoch::default(),
+                        };
+                        let payload = vec![0x5a; len];
+                        let mut bytes = if t == 0 {
+                            Message::normal(1, 1, now, count, &payload).encode()
+                        } else {
+                            let mut b = Message::state(MsgType::State, 1, now, epoch, &payload)
+                                .encode();
+                            b[0..2].copy_from_slice(&t.to_le_bytes());
+                            b
+                        };
+                        if let Some(n) = cut {
+                            bytes.truncate(n);
+                        }
+                        d.on_deliver(member(f), &bytes, now, &mut fx);
+                    }
+                    Input::Send => {
+                        d.send_message(1, b"x", now, &mut fx);
+                    }
+                    Input::Timer(s) => {
+                        now += s;
+                        d.on_timer(now, &mut fx);
+                    }
+                    Input::Init => {
+                        let _ = d.initialize(A, &mut fx);
+                    }
+                }
+                if matches!(before, Mode::Error | Mode::VersionError) {
+                    prop_assert_eq!(d.mode(), before);
+                }
+                fx = Effects::new();
+            }
+        }
+    }
+}
