@@ -26,7 +26,7 @@ pub mod sim;
 
 pub use dfsm::{App, Config, Ctx, Dfsm, Effect, Effects, Failure, Mode, Normal, SyncRound};
 pub use member::{MemberId, NodeId};
-pub use transport::{Driver, Transport};
+pub use transport::{CpgEvent, Driver, Next, Transport};
 pub use waiters::{Outcome, Waiters};
 
 /// The database group: `pve_dcdb_v1`, protocol 1, verify every hour.

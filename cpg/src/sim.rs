@@ -17,26 +17,11 @@ pub mod toy;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
-use std::rc::Rc;
 
 use crate::dfsm::{App, Config, Dfsm, Effect, Effects, Mode};
 use crate::member::MemberId;
-use crate::transport::{Driver, Finished, Next, Transport};
+use crate::transport::{CpgEvent, Driver, Finished, Next, Transport};
 use crate::waiters::Outcome;
-
-/// One input waiting in a node's inbox.
-#[derive(Clone, Debug)]
-enum Event {
-    Deliver {
-        from: MemberId,
-        bytes: Rc<Vec<u8>>,
-    },
-    Confchg {
-        members: Vec<MemberId>,
-        left: Vec<MemberId>,
-        joined: Vec<MemberId>,
-    },
-}
 
 /// The bus state of one node.
 #[derive(Clone, Debug)]
@@ -45,7 +30,7 @@ struct Port {
     up: bool,
     joined: bool,
     component: u32,
-    inbox: VecDeque<Event>,
+    inbox: VecDeque<CpgEvent>,
 }
 
 /// The "corosync" side: membership, components, inboxes.
@@ -92,13 +77,13 @@ impl Bus {
             }
             let ev = match after.get(&i) {
                 Some(new) if *new == old => continue,
-                Some(new) => Event::Confchg {
+                Some(new) => CpgEvent::Confchg {
                     members: self.ids(new),
                     left: self.ids(&minus(&old, new)),
                     joined: self.ids(&minus(new, &old)),
                 },
                 // It left: CPG tells it the others' view, with itself as the one who left.
-                None => Event::Confchg {
+                None => CpgEvent::Confchg {
                     members: self.ids(&self.view(self.ports[i].component)),
                     left: vec![self.ports[i].id],
                     joined: vec![],
@@ -146,12 +131,12 @@ impl Bus {
             return Err(BusError::NotJoined);
         }
         let from = self.ports[i].id;
-        let bytes = Rc::new(bytes.to_vec());
+        let bytes = bytes.to_vec();
         for j in self.view(self.ports[i].component) {
-            self.ports[j].inbox.push_back(Event::Deliver {
-                from,
-                bytes: bytes.clone(),
-            });
+            let msg = bytes.clone();
+            self.ports[j]
+                .inbox
+                .push_back(CpgEvent::Deliver { from, msg });
         }
         Ok(())
     }
@@ -450,13 +435,11 @@ impl<A: App> Sim<A> {
                 continue;
             }
             let n = &mut self.nodes[i];
-            let mut fx = Effects::new();
-            n.dfsm.on_timer(self.now, &mut fx);
             let mut port = BusPort {
                 bus: &mut self.bus,
                 slot: i,
             };
-            let finished = n.driver.execute(&mut n.dfsm, &mut port, &mut fx, self.now);
+            let finished = n.driver.timer(&mut n.dfsm, &mut port, self.now);
             self.record(i, finished);
         }
     }
@@ -478,21 +461,12 @@ impl<A: App> Sim<A> {
         let ev = self.bus.ports[i].inbox.pop_front().expect("busy");
         let now = self.now;
         let n = &mut self.nodes[i];
-        let mut fx = Effects::new();
-        match ev {
-            Event::Deliver { from, bytes } => n.dfsm.on_deliver(from, &bytes, now, &mut fx),
-            Event::Confchg {
-                members,
-                left,
-                joined,
-            } => n.dfsm.on_confchg(&members, &left, &joined, now, &mut fx),
-        }
         let mut port = BusPort {
             bus: &mut self.bus,
             slot: i,
         };
-        let finished = n.driver.execute(&mut n.dfsm, &mut port, &mut fx, now);
-        match n.driver.after_dispatch(&n.dfsm, &mut port) {
+        let (finished, next) = n.driver.dispatch(&mut n.dfsm, &mut port, &ev, now);
+        match next {
             Next::Continue => {}
             Next::Restart if !n.stopped => {
                 n.restart_at = Some(now.wrapping_add(self.restart_delay))

@@ -5,6 +5,12 @@
 //! DFSM (`service_dfsm_*`, `dfsm_initialize`, `dfsm_join`): it executes the effects in order,
 //! keeps the local waiters, leaves the group after a dispatch that put the DFSM into an error
 //! mode, and tells the loop when the connection must be re-initialized.
+//!
+//! A corosync adapter needs only: a [`Transport`] over its CPG handle; its deliver and confchg
+//! callbacks turned into [`CpgEvent`]s and handed to [`Driver::dispatch`] in order;
+//! [`Driver::timer`] about every second; [`Driver::start`] at initialization and again when
+//! [`Next::Restart`] asks for it (C waits ≥ 5 s); [`Driver::send`] for FUSE writes, waking
+//! each writer when its count comes back in a [`Finished`] list.
 
 use std::fmt;
 
@@ -22,6 +28,19 @@ pub trait Transport {
     fn leave(&mut self) -> Result<(), Self::Error>;
     /// `cpg_mcast_joined(CPG_TYPE_AGREED)`; the message comes back to this member too.
     fn mcast(&mut self, msg: &[u8]) -> Result<(), Self::Error>;
+}
+
+/// One callback of `cpg_dispatch`, as the adapter hands it over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CpgEvent {
+    /// The deliver callback: a message of the group, own ones included.
+    Deliver { from: MemberId, msg: Vec<u8> },
+    /// The confchg callback: the full member list, and who left and joined.
+    Confchg {
+        members: Vec<MemberId>,
+        left: Vec<MemberId>,
+        joined: Vec<MemberId>,
+    },
 }
 
 /// What the service loop does after a dispatch.
@@ -90,6 +109,40 @@ impl Driver {
         t.join().map_err(StartError::Join)?;
         self.joined = true;
         Ok(finished)
+    }
+
+    /// One dispatched event: feed it to the DFSM, execute the effects, then C's
+    /// post-dispatch step ([`Driver::after_dispatch`]).
+    pub fn dispatch<A: App, T: Transport>(
+        &mut self,
+        dfsm: &mut Dfsm<A>,
+        t: &mut T,
+        ev: &CpgEvent,
+        now: u32,
+    ) -> (Vec<Finished>, Next) {
+        let mut fx = Effects::new();
+        match ev {
+            CpgEvent::Deliver { from, msg } => dfsm.on_deliver(*from, msg, now, &mut fx),
+            CpgEvent::Confchg {
+                members,
+                left,
+                joined,
+            } => dfsm.on_confchg(members, left, joined, now, &mut fx),
+        }
+        let finished = self.execute(dfsm, t, &mut fx, now);
+        (finished, self.after_dispatch(dfsm, t))
+    }
+
+    /// The service timer (call it every second or so): verify requests.
+    pub fn timer<A: App, T: Transport>(
+        &mut self,
+        dfsm: &mut Dfsm<A>,
+        t: &mut T,
+        now: u32,
+    ) -> Vec<Finished> {
+        let mut fx = Effects::new();
+        dfsm.on_timer(now, &mut fx);
+        self.execute(dfsm, t, &mut fx, now)
     }
 
     /// Send a NORMAL message for a local sender that waits for its result (C
