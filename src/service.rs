@@ -321,7 +321,9 @@ impl Service {
         }
         let path = db.path_of(inode).ok_or(libc::ENOENT)?;
         // utime(path, 0, 0) on a lock directory is an unlock request (local.md §6).
-        if mtime == 0 && path.is_lock_dir() && db.getattr(inode).is_ok_and(|a| a.kind == Kind::Dir)
+        if mtime == 0
+            && path.is_below_lock()
+            && db.getattr(inode).is_ok_and(|a| a.kind == Kind::Dir)
         {
             if db.lock_expired(&path, now(), self.cfg.lock_timeout) {
                 self.apply(&mut db, &Op::Delete { path }, true)?;

@@ -296,7 +296,7 @@ impl Memdb {
                 return Err(Error::Exists);
             }
         }
-        if !src_is_file && from.is_lock_dir() {
+        if !src_is_file && from.is_below_lock() {
             return Err(Error::Access);
         }
         if from == to {
@@ -312,9 +312,6 @@ impl Memdb {
         if self.entries[&src].children().is_some_and(|c| !c.is_empty()) {
             return Err(Error::NotEmpty);
         }
-        if to.starts_with(from) {
-            return Err(Error::Invalid);
-        }
         let target = self.resolve(to);
         let (new_parent, new_name) = match target {
             Some(Inode::ROOT) => return Err(Error::Access),
@@ -325,6 +322,10 @@ impl Memdb {
                 (self.entries[&t].parent, to.name().unwrap_or("").to_owned())
             }
             None => {
+                if !src_is_file && self.resolve(&to.parent()) == Some(src) {
+                    // An (empty) directory moved into itself: C would make a loop.
+                    return Err(Error::Invalid);
+                }
                 let (p, n) = self.parent_dir(to)?;
                 (p, n.to_owned())
             }
@@ -368,7 +369,8 @@ impl Memdb {
         if is_lock && (mtime < e.mtime || e.writer != ctx.writer) {
             return Err(Error::Access);
         }
-        let version = self.bump(ctx);
+        // C stamps the root with the new mtime too (`memdb_mtime`), not the request time.
+        let version = self.bump(Ctx { mtime, ..ctx });
         let e = self.entries.get_mut(&inode).expect("entry exists");
         e.version = version;
         e.writer = ctx.writer;
@@ -384,11 +386,11 @@ impl Memdb {
         })
     }
 
-    /// C `memdb_lock_expired` for the lock directory at `path`: false if it is not a lock
-    /// directory; records first sightings and state changes; true once the same state has been
+    /// C `memdb_lock_expired` for the lock directory at `path`: false if it is not a directory
+    /// below `priv/lock/`; records first sightings and state changes; true once the same state has been
     /// seen for longer than `timeout` seconds.
     pub fn lock_expired(&mut self, path: &TreePath, now: Mtime, timeout: u32) -> bool {
-        if !path.is_lock_dir() {
+        if !path.is_below_lock() {
             return false;
         }
         let Some(inode) = self.resolve(path) else {

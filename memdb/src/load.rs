@@ -176,15 +176,7 @@ impl Memdb {
                             vmid: g.vmid,
                         });
                     }
-                    let version = list.version;
-                    list.vms.insert(
-                        g.vmid,
-                        crate::VmEntry {
-                            node: g.node,
-                            kind: g.kind,
-                            version,
-                        },
-                    );
+                    list.insert(&g);
                 }
             }
         }

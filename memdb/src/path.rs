@@ -70,9 +70,16 @@ impl TreePath {
         }
     }
 
-    /// A lock directory path: exactly `priv/lock/<name>`.
+    /// A lock directory path: exactly `priv/lock/<name>` (the lock table's keys; C compares
+    /// the parent with `priv/lock`).
     pub fn is_lock_dir(&self) -> bool {
         matches!(self.comps.as_slice(), [p, l, _] if p == "priv" && l == "lock")
+    }
+
+    /// Anything strictly below `priv/lock/` (C `path_is_lockdir`: rename refusal, unlock
+    /// requests).
+    pub fn is_below_lock(&self) -> bool {
+        matches!(self.comps.as_slice(), [p, l, _, ..] if p == "priv" && l == "lock")
     }
 }
 
@@ -110,5 +117,8 @@ mod tests {
         assert!(TreePath::parse("priv/lock/a").is_lock_dir());
         assert!(!TreePath::parse("priv/lock").is_lock_dir());
         assert!(!TreePath::parse("priv/lock/a/b").is_lock_dir());
+        assert!(TreePath::parse("priv/lock/a/b").is_below_lock());
+        assert!(TreePath::parse("priv/lock/a").is_below_lock());
+        assert!(!TreePath::parse("priv/lock").is_below_lock());
     }
 }

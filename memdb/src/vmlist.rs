@@ -26,7 +26,7 @@ impl VmType {
 pub struct VmEntry {
     pub node: String,
     pub kind: VmType,
-    /// The list version at this guest's last registration.
+    /// The registration counter at this guest's last registration.
     pub version: u64,
 }
 
@@ -35,6 +35,9 @@ pub struct VmList {
     pub(crate) vms: BTreeMap<u32, VmEntry>,
     /// Bumped on every registration, removal and rebuild.
     pub(crate) version: u64,
+    /// Counts registrations only; each guest carries the value of its last one (C
+    /// `vminfo_version_counter`).
+    pub(crate) counter: u64,
 }
 
 impl VmList {
@@ -67,15 +70,18 @@ impl VmList {
 
     pub(crate) fn register(&mut self, g: &GuestPath) {
         self.version += 1;
-        let version = self.version;
-        self.vms.insert(
-            g.vmid,
-            VmEntry {
-                node: g.node.clone(),
-                kind: g.kind,
-                version,
-            },
-        );
+        self.insert(g);
+    }
+
+    /// Add a guest without bumping the list version (a rebuild bumps it once).
+    pub(crate) fn insert(&mut self, g: &GuestPath) {
+        self.counter += 1;
+        let entry = VmEntry {
+            node: g.node.clone(),
+            kind: g.kind,
+            version: self.counter,
+        };
+        self.vms.insert(g.vmid, entry);
     }
 
     pub(crate) fn remove(&mut self, vmid: u32) {

@@ -205,7 +205,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     /// memdb as it is today: the model reproduces the known divergences listed in
-    /// `Quirks::MEMDB_TODAY` (each a FIXME(bug) there) and checks everything else.
+    /// `Quirks::MEMDB_TODAY` (all fixed now; the flags stay to show each bug when set) and checks everything else.
     #[test]
     fn memdb_matches_reference_model(steps in steps()) {
         if let Err(e) = run(Quirks::MEMDB_TODAY, &steps) {

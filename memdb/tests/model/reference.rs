@@ -13,7 +13,7 @@
 //! does not bump the version, and moving a directory into itself is `EINVAL`.
 //!
 //! [`Quirks`] lists the places where memdb answers differently from C today. Each one is a bug
-//! report (see `bugs.rs`); `Quirks::MEMDB_TODAY` makes the model reproduce today's answer so the
+//! report (see `c_semantics.rs`); `Quirks::MEMDB_TODAY` makes the model reproduce today's answer so the
 //! property test keeps checking everything else.
 
 use std::collections::BTreeMap;
@@ -29,26 +29,26 @@ pub const MAX_INODES: u64 = 262_144;
 /// Where memdb departs from C today. `false` everywhere is C (with the fixes named above).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quirks {
-    /// FIXME(bug): after `Op::Mtime`, C sets the root's (and the `__version__` row's) mtime to
+    /// Was a memdb bug (fixed; kept so the model can show it): after `Op::Mtime`, C sets the root's (and the `__version__` row's) mtime to
     /// the new mtime (`memdb.c` `memdb_mtime`: `memdb->root->mtime = mtime`); memdb stores
     /// `Ctx::mtime` there.
     pub root_mtime_from_ctx: bool,
-    /// FIXME(bug): C's `path_is_lockdir` (rename refusal, unlock requests) is true for any path
+    /// Was a memdb bug (fixed; kept so the model can show it): C's `path_is_lockdir` (rename refusal, unlock requests) is true for any path
     /// strictly below `priv/lock/`; memdb only treats exactly `priv/lock/<name>` as a lock in
     /// `rename` and `lock_expired`.
     pub lockdir_exact_depth: bool,
-    /// FIXME(bug): memdb answers `EINVAL` for every rename whose target lies below its source;
+    /// Was a memdb bug (fixed; kept so the model can show it): memdb answers `EINVAL` for every rename whose target lies below its source;
     /// C (and POSIX) answer `ENOTDIR` for a file source and `ENOENT` when the target's parent
     /// does not exist. Only an empty directory moved directly into itself has no C answer.
     pub rename_below_self_einval: bool,
-    /// FIXME(bug): C stamps each guest with its own counter of registrations
+    /// Was a memdb bug (fixed; kept so the model can show it): C stamps each guest with its own counter of registrations
     /// (`status.c` `vminfo_version_counter`), shown as `"version"` per guest in `.vmlist`;
     /// memdb stamps it with the list version, which also counts removals.
     pub vm_version_is_list_version: bool,
 }
 
 impl Quirks {
-    /// C semantics (what `bugs.rs` checks memdb against).
+    /// C semantics (what `c_semantics.rs` checks memdb against).
     #[allow(dead_code)]
     pub const C: Quirks = Quirks {
         root_mtime_from_ctx: false,
@@ -58,10 +58,10 @@ impl Quirks {
     };
     /// What memdb does today.
     pub const MEMDB_TODAY: Quirks = Quirks {
-        root_mtime_from_ctx: true,
-        lockdir_exact_depth: true,
-        rename_below_self_einval: true,
-        vm_version_is_list_version: true,
+        root_mtime_from_ctx: false,
+        lockdir_exact_depth: false,
+        rename_below_self_einval: false,
+        vm_version_is_list_version: false,
     };
 }
 
