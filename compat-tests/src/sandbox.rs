@@ -2,8 +2,9 @@
 //!
 //! [`Sandbox`] owns a temporary directory. [`Sandbox::start`] runs the daemon (from `LWCFS_BIN`)
 //! with C's default paths, in new mount, network and UTS namespaces (`unshare`), where
-//! - `/etc` and `/var/lib` are overlays whose upper layers live in the sandbox, so
-//!   `/etc/pve` and `/var/lib/pve-cluster` can be created without touching the host;
+//! - `/etc` and `/var/lib` are overlays whose upper layers live on a tmpfs private to the
+//!   namespaces, so `/etc/pve` and `/var/lib/pve-cluster` can be created without touching the
+//!   host, whatever filesystem its /tmp is on;
 //! - `/var/lib/pve-cluster` (the database), `/run`, `/etc/hosts` and `/etc/corosync` are
 //!   bind mounts of sandbox directories;
 //! - the host name is [`HOSTNAME`], resolving to [`NODE_IP`] through the sandbox's hosts file.
@@ -117,6 +118,8 @@ impl Opts {
 /// `$1` = sandbox directory, `$2` = daemon binary, the rest = daemon options.
 const NS_SCRIPT: &str = r#"set -eu
 T="$1"; BIN="$2"; shift 2
+mount -t tmpfs -o mode=0755 lwcfs-overlays "$T/ov"
+mkdir -p "$T/ov/etc/up" "$T/ov/etc/work" "$T/ov/varlib/up" "$T/ov/varlib/work"
 mount -t overlay lwcfs-etc -o "lowerdir=/etc,upperdir=$T/ov/etc/up,workdir=$T/ov/etc/work" /etc
 mount -t overlay lwcfs-varlib -o "lowerdir=/var/lib,upperdir=$T/ov/varlib/up,workdir=$T/ov/varlib/work" /var/lib
 mkdir -p /etc/pve /etc/corosync /var/lib/pve-cluster
@@ -153,14 +156,7 @@ impl Sandbox {
             .tempdir()
             .expect("tempdir");
         let t = dir.path();
-        for d in [
-            "ov/etc/up",
-            "ov/etc/work",
-            "ov/varlib/up",
-            "ov/varlib/work",
-            "run",
-            "corosync",
-        ] {
+        for d in ["ov", "run", "corosync"] {
             fs::create_dir_all(t.join(d)).expect("sandbox dirs");
         }
         fs::create_dir(t.join("db")).expect("db dir");
