@@ -80,6 +80,9 @@ struct Bench {
     /// Size of the ext4 image holding the database directory.
     #[arg(long, default_value_t = 256)]
     image_mib: u64,
+    /// Copy every run's daemon output (preparation and measured run) into this directory.
+    #[arg(long, value_name = "DIR")]
+    logs: Option<PathBuf>,
     /// Where scratch directories and images go.
     #[arg(long, value_name = "DIR")]
     scratch: Option<PathBuf>,
@@ -93,6 +96,9 @@ struct Bench {
     /// Also write the JSON report to this file.
     #[arg(long, value_name = "FILE")]
     json_out: Option<PathBuf>,
+    /// Print a saved JSON report (--json-out) as Markdown tables and exit.
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
     /// List the workloads and exit.
     #[arg(long)]
     list: bool,
@@ -357,6 +363,24 @@ fn bench_main(b: Bench) -> ExitCode {
         burst_ops: b.burst_ops,
         paced_ops: b.paced_ops,
     };
+    if let Some(path) = &b.markdown {
+        let rendered = std::fs::read(path)
+            .map_err(|e| format!("{}: {e}", path.display()))
+            .and_then(|t| {
+                serde_json::from_slice(&t).map_err(|e| format!("{}: {e}", path.display()))
+            })
+            .and_then(|v| report::markdown_from_json(&v));
+        return match rendered {
+            Ok(md) => {
+                print!("{md}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("lwcfs-bench: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if b.list {
         let all = workloads::catalogue(&cfg);
         let rows: Vec<Vec<String>> = all
@@ -421,6 +445,7 @@ fn bench(b: Bench, cfg: workloads::Config) -> Result<ExitCode, String> {
         settle_ms,
         stop_timeout: Duration::from_secs(b.stop_timeout),
         mount_timeout: Duration::from_secs(30),
+        logs: b.logs.clone(),
     };
     let started = std::time::SystemTime::now();
     let total = selected.len() * b.repeat * daemons.len();

@@ -274,15 +274,9 @@ pub fn daemon_table(report: &Report, daemon: &str) -> String {
     for r in report.results.iter().filter(|r| r.daemon == daemon) {
         let total = r.runs.len();
         let Some(s) = &r.summary else {
-            let reason = r
-                .runs
-                .iter()
-                .find_map(|x| x.invalid_reason.clone())
-                .unwrap_or_default();
-            let reason = reason.lines().next().unwrap_or("").to_string();
             let mut row = vec![r.workload.name.clone(), "INVALID".into()];
             row.extend(std::iter::repeat_n(String::new(), header.len() - 3));
-            row.push(format!("0/{total} {reason}"));
+            row.push(format!("0/{total}"));
             rows.push(row);
             continue;
         };
@@ -414,6 +408,11 @@ pub fn render_text(report: &Report) -> String {
 }
 
 #[cfg(test)]
+mod tests_support {
+    pub use super::tests::sample;
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::runner::{Figures as RunFigures, RunRecord};
@@ -440,7 +439,7 @@ mod tests {
         }
     }
 
-    fn sample() -> Report {
+    pub fn sample() -> Report {
         let cfg = Config::default();
         let base = workloads::find(&cfg, "baseline").unwrap();
         let upd = workloads::find(&cfg, "pve-update-1k-paced").unwrap();
@@ -577,5 +576,158 @@ mod tests {
     fn layout_pads_columns() {
         let t = layout(&["a", "bb"], &[vec!["xyz".into(), "1".into()]]);
         assert_eq!(t, "a    bb\n---  --\nxyz   1\n");
+    }
+}
+
+/// Markdown tables from a JSON report (the stable interface: works on saved reports of any run).
+/// One table per daemon with the physical floors, and the side-by-side table for two daemons.
+pub fn markdown_from_json(v: &serde_json::Value) -> Result<String, String> {
+    use serde_json::Value;
+    let results = v["results"].as_array().ok_or("no results array")?;
+    let daemons: Vec<&str> = v["daemons"]
+        .as_array()
+        .ok_or("no daemons array")?
+        .iter()
+        .filter_map(|d| d["label"].as_str())
+        .collect();
+    let num = |x: &Value| x.as_f64();
+    let median = |r: &Value, key: &str| num(&r["summary"][key]["median"]);
+    let bytes_or_dash = |x: Option<f64>| x.map(units::bytes).unwrap_or_else(|| "-".into());
+    let mut out = String::new();
+    for d in &daemons {
+        let spec = v["daemons"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["label"] == *d));
+        let cmd = spec
+            .map(|s| {
+                let args: Vec<&str> = s["args"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                format!("{} {}", s["binary"].as_str().unwrap_or("?"), args.join(" "))
+            })
+            .unwrap_or_default();
+        out.push_str(&format!("\n### {d} (`{}`)\n\n", cmd.trim()));
+        out.push_str(
+            "| workload | ops | device (median) | spread | per op | × logical | logical | page floor | daemon wb | flushes | txns | rate/s | valid |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for r in results.iter().filter(|r| r["daemon"] == *d) {
+            let w = &r["workload"];
+            let runs = r["runs"].as_array().map(Vec::len).unwrap_or(0);
+            let valid = r["summary"]["valid_runs"].as_u64().unwrap_or(0);
+            let logical = r["logical_bytes"].as_u64().unwrap_or(0) as f64;
+            let floor = r["page_floor_bytes"].as_u64().unwrap_or(0) as f64;
+            let cells = if r["summary"].is_null() {
+                vec![
+                    "INVALID".to_string(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ]
+            } else {
+                let s = &r["summary"];
+                let spread = match (s["device_write_bytes"]["spread_pct"].as_f64(), valid) {
+                    (Some(p), n) if n > 1 => format!("±{p:.0}%"),
+                    _ => String::new(),
+                };
+                vec![
+                    bytes_or_dash(median(r, "device_write_bytes")),
+                    spread,
+                    num(&s["marginal_bytes_per_op"])
+                        .map(signed_bytes)
+                        .unwrap_or_else(|| "-".into()),
+                    num(&s["ratio_to_logical"])
+                        .map(units::ratio)
+                        .unwrap_or_else(|| "-".into()),
+                ]
+            };
+            out.push_str(&format!(
+                "| {} | {} {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {valid}/{runs} |\n",
+                w["name"].as_str().unwrap_or("?"),
+                w["ops"],
+                w["unit"].as_str().unwrap_or(""),
+                cells[0],
+                cells[1],
+                cells[2],
+                cells[3],
+                if logical > 0.0 { units::bytes(logical) } else { "-".into() },
+                units::bytes(floor),
+                bytes_or_dash(median(r, "daemon_write_bytes")),
+                median(r, "device_flushes").map(units::count).unwrap_or_else(|| "-".into()),
+                median(r, "transactions").map(units::count).unwrap_or_else(|| "-".into()),
+                median(r, "cycles_per_s").map(units::count).unwrap_or_else(|| "-".into()),
+            ));
+        }
+    }
+    if daemons.len() == 2 {
+        let (a, b) = (daemons[0], daemons[1]);
+        out.push_str(&format!(
+            "\n### side by side\n\n| workload | {a} device | {b} device | {b} / {a} | {a} per op | {b} per op | {a} rate/s | {b} rate/s |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|\n"
+        ));
+        for ra in results.iter().filter(|r| r["daemon"] == a) {
+            let name = &ra["workload"]["name"];
+            let Some(rb) = results
+                .iter()
+                .find(|r| r["daemon"] == b && r["workload"]["name"] == *name)
+            else {
+                continue;
+            };
+            let dev = |r: &Value| median(r, "device_write_bytes");
+            let rate = |r: &Value| median(r, "cycles_per_s");
+            let ratio = match (dev(ra), dev(rb), rate(ra), rate(rb)) {
+                (_, _, Some(x), Some(y)) => format!("rate {}", units::ratio(y / x)),
+                (Some(x), Some(y), _, _) if x > 0.0 => units::ratio(y / x),
+                (Some(_), Some(y), _, _) if y > 0.0 => "∞".into(),
+                (Some(_), Some(_), _, _) => "=".into(),
+                _ => "-".into(),
+            };
+            let per_op = |r: &Value| {
+                num(&r["summary"]["marginal_bytes_per_op"])
+                    .map(signed_bytes)
+                    .unwrap_or_else(|| "-".into())
+            };
+            let dev_s = |r: &Value| dev(r).map(units::bytes).unwrap_or_else(|| "INVALID".into());
+            let rate_s = |r: &Value| rate(r).map(units::count).unwrap_or_else(|| "-".into());
+            out.push_str(&format!(
+                "| {} | {} | {} | {ratio} | {} | {} | {} | {} |\n",
+                name.as_str().unwrap_or("?"),
+                dev_s(ra),
+                dev_s(rb),
+                per_op(ra),
+                per_op(rb),
+                rate_s(ra),
+                rate_s(rb)
+            ));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod markdown_tests {
+    use super::*;
+
+    #[test]
+    fn markdown_renders_from_the_json_document() {
+        let v = serde_json::to_value(tests_support::sample()).unwrap();
+        let md = markdown_from_json(&v).unwrap();
+        assert!(md.contains("### lwcfs (`/x -f -l`)"), "{md}");
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| pve-update-1k-paced | 10 update"))
+            .unwrap();
+        assert!(
+            row.contains("| 121 KB |") && row.contains("| 2/3 |"),
+            "{row}"
+        );
+        assert!(row.contains("| 41.0 KB |"), "page floor in {row}");
+        let vs = md
+            .lines()
+            .find(|l| l.starts_with("| pve-update-1k-paced | 121 KB"))
+            .unwrap();
+        assert!(vs.contains("| 3.00× |"), "{vs}");
+        assert!(markdown_from_json(&serde_json::json!({})).is_err());
     }
 }

@@ -36,6 +36,8 @@ pub struct Options {
     pub settle_ms: u64,
     pub stop_timeout: Duration,
     pub mount_timeout: Duration,
+    /// Keep the daemon logs of every run here.
+    pub logs: Option<PathBuf>,
 }
 
 /// The figures of one measured run.
@@ -227,6 +229,15 @@ pub fn run_once(
     let sb = Sandbox::create(&opts.sandbox, &tag).map_err(|e| Fatal::Sandbox(e.0))?;
     let mut figures = Figures::default();
     let result = measure(&sb, spec, w, opts, progress, &mut figures);
+    if let Some(dir) = &opts.logs {
+        for phase in ["prepare", "run"] {
+            let _ = std::fs::create_dir_all(dir);
+            let _ = std::fs::copy(
+                sb.scratch().join(format!("{phase}.log")),
+                dir.join(format!("{tag}-{phase}.log")),
+            );
+        }
+    }
     if interrupted() {
         return Err(Fatal::Interrupted);
     }
@@ -243,7 +254,7 @@ pub fn run_once(
             Some(other) => (
                 false,
                 Some(format!(
-                    "daemon did not exit cleanly after SIGTERM: {other:?}"
+                    "daemon did not exit cleanly after SIGTERM: {other}"
                 )),
             ),
             None => (false, Some("daemon exit not observed".into())),
@@ -286,7 +297,7 @@ fn measure(
     let stopped = d.stop(opts.stop_timeout);
     if stopped.exit != Exit::Clean {
         return Err(format!(
-            "preparation daemon did not exit cleanly: {:?}\n{tail}",
+            "preparation daemon did not exit cleanly: {}\n{tail}",
             stopped.exit
         ));
     }
@@ -344,11 +355,12 @@ fn measure(
     fig.device_flushes = delta.flush_ios;
     fig.db_bytes_after = sb.db_bytes();
     if stopped.exit != Exit::Clean {
+        let reason = format!(
+            "daemon did not exit cleanly after SIGTERM: {}\n{tail}",
+            stopped.exit
+        );
         fig.exit = Some(stopped.exit);
-        return Err(format!(
-            "daemon did not exit cleanly after SIGTERM: {:?}\n{tail}",
-            fig.exit
-        ));
+        return Err(reason);
     }
     fig.exit = Some(stopped.exit);
     Ok(())

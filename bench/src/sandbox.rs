@@ -427,6 +427,17 @@ pub enum Exit {
     Hung,
 }
 
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Clean => f.write_str("exited 0"),
+            Exit::Status(c) => write!(f, "exited with status {c}"),
+            Exit::Signal(s) => write!(f, "killed by {s}"),
+            Exit::Hung => f.write_str("still running at the stop timeout (hung; killed)"),
+        }
+    }
+}
+
 /// What stopping a daemon observed.
 #[derive(Debug, Clone)]
 pub struct Stopped {
@@ -496,7 +507,7 @@ impl Daemon {
             }
             if let Some(exit) = self.exited() {
                 return Err(Error(format!(
-                    "daemon exited before mounting ({exit:?}):\n{}",
+                    "daemon exited before mounting ({exit}):\n{}",
                     self.log_tail()
                 )));
             }
