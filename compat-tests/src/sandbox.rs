@@ -335,6 +335,29 @@ impl<'a> Daemon<'a> {
         assert!(idle, "still pending after {timeout:?}: {}", self.stats());
     }
 
+    /// Send `sig`, unless the process has already been reaped (its pid may belong to another
+    /// process by now).
+    fn signal(&mut self, sig: Signal) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = kill(Pid::from_raw(self.pid), sig);
+        }
+    }
+
+    /// Send SIGTERM without waiting (see [`Daemon::wait_exit`]).
+    pub fn sigterm(&mut self) {
+        self.signal(Signal::SIGTERM);
+    }
+
+    /// The exit status once the daemon has exited, or `None` after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut status = None;
+        wait_until(timeout, || {
+            status = self.child.try_wait().expect("try_wait");
+            status.is_some()
+        });
+        status
+    }
+
     /// SIGTERM and wait for the exit (clean shutdown).
     pub fn stop(mut self) -> ExitStatus {
         let status = self.terminate();
@@ -344,29 +367,23 @@ impl<'a> Daemon<'a> {
 
     /// SIGKILL: a crash.
     pub fn kill9(mut self) {
-        let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+        self.signal(Signal::SIGKILL);
         let _ = self.child.wait();
         self.done = true;
     }
 
     fn terminate(&mut self) -> ExitStatus {
-        let _ = kill(Pid::from_raw(self.pid), Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                return s;
-            }
-            if Instant::now() > deadline {
-                let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
-                let s = self.child.wait().expect("wait");
-                panic!(
-                    "lwcfs (pid {}) ignored SIGTERM for {STOP_TIMEOUT:?} (killed: {s}); its log:\n{}",
-                    self.pid,
-                    self.sb.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        self.sigterm();
+        if let Some(s) = self.wait_exit(STOP_TIMEOUT) {
+            return s;
         }
+        self.signal(Signal::SIGKILL);
+        let s = self.child.wait().expect("wait");
+        panic!(
+            "lwcfs (pid {}) ignored SIGTERM for {STOP_TIMEOUT:?} (killed: {s}); its log:\n{}",
+            self.pid,
+            self.sb.log()
+        );
     }
 
     fn control(&self, cmd: &str) -> String {
@@ -464,34 +481,16 @@ impl<'a> Daemon<'a> {
 
 impl Drop for Daemon<'_> {
     fn drop(&mut self) {
-        if self.done {
-            if std::thread::panicking() {
-                eprintln!(
-                    "---- lwcfs log ({}) ----\n{}",
-                    self.sb.log_path().display(),
-                    self.sb.log()
-                );
+        if !self.done {
+            self.sigterm();
+            if self.wait_exit(STOP_TIMEOUT).is_none() {
+                self.signal(Signal::SIGKILL);
+                let _ = self.child.wait();
             }
-            return;
-        }
-        let _ = kill(Pid::from_raw(self.pid), Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if let Ok(None) = self.child.try_wait() {
-            let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
-            let _ = self.child.wait();
         }
         if std::thread::panicking() {
-            eprintln!(
-                "---- lwcfs log ({}) ----\n{}",
-                self.sb.log_path().display(),
-                self.sb.log()
-            );
+            let log = self.sb.log_path();
+            eprintln!("---- lwcfs log ({}) ----\n{}", log.display(), self.sb.log());
         }
     }
 }

@@ -436,6 +436,48 @@ fn startup_files_match_c() {
     assert!(d.stop().success());
 }
 
+/// Issue #2: a corrupt database or a bad row is refused with a clear message naming the
+/// problem (the inode for a bad row), the daemon does not start, and the file is not modified.
+#[test]
+fn bad_databases_are_refused_and_left_untouched() {
+    let garbage = Sandbox::new();
+    fs::write(garbage.db_path(), vec![0x42u8; 8192]).unwrap();
+    let err = garbage
+        .try_start(&Opts::default())
+        .err()
+        .expect("a garbage file is refused");
+    assert!(
+        err.contains("corrupt") && err.contains("config.db"),
+        "{err}"
+    );
+    assert_eq!(fs::read(garbage.db_path()).unwrap(), vec![0x42u8; 8192]);
+
+    let orphan = Sandbox::new();
+    let conn = rusqlite::Connection::open(orphan.db_path()).unwrap();
+    conn.execute_batch(&format!("PRAGMA journal_mode=WAL; {C_SCHEMA};"))
+        .unwrap();
+    conn.execute(
+        "INSERT INTO tree VALUES (0,0,9,0,1,8,'__version__',NULL), (7,5,7,0,1,8,'orphan.cfg',X'41')",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let before = fs::read(orphan.db_path()).unwrap();
+    let err = orphan
+        .try_start(&Opts::default())
+        .err()
+        .expect("an orphan row is refused");
+    assert!(
+        err.contains("missing directory inode") && err.contains('7'),
+        "names the inode: {err}"
+    );
+    assert_eq!(
+        fs::read(orphan.db_path()).unwrap(),
+        before,
+        "the file is not modified"
+    );
+}
+
 /// The issue's restart test: stop, start on the same database, the tree is identical (content,
 /// modes, owners, mtimes, inode numbers), the rows are identical, a restart writes nothing, and
 /// new entries never reuse an inode.
