@@ -453,15 +453,10 @@ fn bad_databases_are_refused_and_left_untouched() {
     assert_eq!(fs::read(garbage.db_path()).unwrap(), vec![0x42u8; 8192]);
 
     let orphan = Sandbox::new();
-    let conn = rusqlite::Connection::open(orphan.db_path()).unwrap();
-    conn.execute_batch(&format!("PRAGMA journal_mode=WAL; {C_SCHEMA};"))
-        .unwrap();
-    conn.execute(
-        "INSERT INTO tree VALUES (0,0,9,0,1,8,'__version__',NULL), (7,5,7,0,1,8,'orphan.cfg',X'41')",
-        [],
-    )
-    .unwrap();
-    drop(conn);
+    handmade_db(
+        &orphan,
+        "(0,0,9,0,1,8,'__version__',NULL), (7,5,7,0,1,8,'orphan.cfg',X'41')",
+    );
     let before = fs::read(orphan.db_path()).unwrap();
     let err = orphan
         .try_start(&Opts::default())
@@ -476,6 +471,65 @@ fn bad_databases_are_refused_and_left_untouched() {
         before,
         "the file is not modified"
     );
+}
+
+/// A database in C's schema with the given rows (SQL tuples).
+fn handmade_db(sb: &Sandbox, rows: &str) {
+    let conn = rusqlite::Connection::open(sb.db_path()).unwrap();
+    conn.execute_batch(&format!("PRAGMA journal_mode=WAL; {C_SCHEMA};"))
+        .unwrap();
+    conn.execute(&format!("INSERT INTO tree VALUES {rows}"), [])
+        .unwrap();
+}
+
+/// local.md §1.5: duplicate VMIDs across nodes in the database make C refuse to start.
+#[test]
+fn duplicate_vmids_in_the_database_are_refused() {
+    let sb = Sandbox::new();
+    handmade_db(
+        &sb,
+        "(0,0,20,0,1,8,'__version__',NULL), (2,0,2,0,1,4,'nodes',NULL), \
+         (3,2,3,0,1,4,'node1',NULL), (4,2,4,0,1,4,'node2',NULL), \
+         (5,3,5,0,1,4,'qemu-server',NULL), (6,4,6,0,1,4,'qemu-server',NULL), \
+         (7,5,7,0,1,8,'100.conf',X'41'), (8,6,8,0,1,8,'100.conf',X'42')",
+    );
+    let before = fs::read(sb.db_path()).unwrap();
+    let err = sb
+        .try_start(&Opts::default())
+        .err()
+        .expect("duplicate VMID refused");
+    assert!(err.contains("100"), "names the guest: {err}");
+    assert_eq!(fs::read(sb.db_path()).unwrap(), before);
+}
+
+/// Appendix A #9 (C hazard): a `__version__` row lower than an existing inode must not make new
+/// entries reuse (and overwrite) that inode.
+#[test]
+fn regression_low_version_row_never_reuses_inodes() {
+    let sb = Sandbox::new();
+    handmade_db(
+        &sb,
+        "(0,0,3,0,1,8,'__version__',NULL), (9,0,9,0,1,8,'high.cfg',X'41')",
+    );
+    let d = sb.start(&Opts::default());
+    for name in ["a", "b", "c", "d", "e", "f", "g"] {
+        fs::write(d.p(name), name).unwrap();
+    }
+    assert_eq!(fs::read(d.p("high.cfg")).unwrap(), b"A");
+    assert!(d.stop().success());
+    let rows = db::read_rows(&sb.db_path());
+    let tree = db::tree(&rows).expect("valid tree");
+    assert_eq!(tree["high.cfg"].data, b"A", "row 9 intact");
+    assert_eq!(tree["high.cfg"].inode, 9);
+    for name in ["a", "b", "c", "d", "e", "f", "g"] {
+        assert!(
+            tree[name].inode > 9,
+            "{name} got inode {}",
+            tree[name].inode
+        );
+        assert_eq!(tree[name].data, name.as_bytes());
+    }
+    assert!(version_row(&rows).version >= rows.iter().map(|r| r.inode).max().unwrap());
 }
 
 /// The issue's restart test: stop, start on the same database, the tree is identical (content,
