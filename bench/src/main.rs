@@ -409,6 +409,41 @@ fn bench_main(b: Bench) -> ExitCode {
     }
 }
 
+fn build_report(
+    b: &Bench,
+    settle_ms: u64,
+    started: std::time::SystemTime,
+    daemons: &[DaemonSpec],
+    mut results: Vec<WorkloadResult>,
+    complete: bool,
+) -> Report {
+    report::fill_marginals(&mut results);
+    let secs = started
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    Report {
+        tool: "lwcfs-bench",
+        format_version: 1,
+        date: report::rfc3339(secs),
+        complete,
+        machine: Machine::probe(),
+        command: std::env::args().collect(),
+        config: RunConfig {
+            seed: b.seed.to_string(),
+            repeat: b.repeat,
+            pace_ms: b.pace_ms,
+            settle_ms,
+            stop_timeout_s: b.stop_timeout,
+            image_mib: b.image_mib,
+            filesystem:
+                "ext4 (mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0) on a loop device",
+        },
+        daemons: daemons.to_vec(),
+        results,
+    }
+}
+
 fn bench(b: Bench, cfg: workloads::Config) -> Result<ExitCode, String> {
     if !nix::unistd::geteuid().is_root() {
         return Err("needs root (loop devices, mounts and namespaces)".into());
@@ -494,31 +529,17 @@ fn bench(b: Bench, cfg: workloads::Config) -> Result<ExitCode, String> {
                 runs,
             });
         }
+        // Keep a partial report on disk, so that a long run that is cut short still leaves
+        // its finished workloads.
+        if let Some(path) = &b.json_out {
+            let partial = build_report(&b, settle_ms, started, &daemons, results.clone(), false);
+            let _ = std::fs::write(
+                path,
+                serde_json::to_string_pretty(&partial).expect("serialisable"),
+            );
+        }
     }
-    report::fill_marginals(&mut results);
-    let secs = started
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let rep = Report {
-        tool: "lwcfs-bench",
-        format_version: 1,
-        date: report::rfc3339(secs),
-        machine: Machine::probe(),
-        command: std::env::args().collect(),
-        config: RunConfig {
-            seed: b.seed.to_string(),
-            repeat: b.repeat,
-            pace_ms: b.pace_ms,
-            settle_ms,
-            stop_timeout_s: b.stop_timeout,
-            image_mib: b.image_mib,
-            filesystem:
-                "ext4 (mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0) on a loop device",
-        },
-        daemons,
-        results,
-    };
+    let rep = build_report(&b, settle_ms, started, &daemons, results, true);
     let json = serde_json::to_string_pretty(&rep).expect("serialisable");
     if let Some(path) = &b.json_out {
         std::fs::write(path, &json).map_err(|e| format!("{}: {e}", path.display()))?;

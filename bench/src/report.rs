@@ -13,6 +13,8 @@ pub struct Report {
     pub format_version: u32,
     /// UTC, RFC 3339.
     pub date: String,
+    /// False in the partial report written after each workload while a run goes on.
+    pub complete: bool,
     pub machine: Machine,
     pub command: Vec<String>,
     pub config: RunConfig,
@@ -477,6 +479,7 @@ mod tests {
             tool: "lwcfs-bench",
             format_version: 1,
             date: rfc3339(0),
+            complete: true,
             machine: Machine {
                 kernel: "6.18".into(),
                 cpu: "cpu".into(),
