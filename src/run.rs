@@ -198,17 +198,17 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
         let _ = nix::unistd::chown(&flag, Some(0.into()), Some(gid.into()));
     }
     drop(control);
-    if let Err(e) = mounted.unmount() {
-        tracing::debug!("unmount: {e}");
+    match mounted.unmount(Duration::from_secs(1)) {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            "{} is still in use; detached it lazily",
+            args.mount.display()
+        ),
+        Err(e) => tracing::warn!("unmount of {}: {e}", args.mount.display()),
     }
-    let result = match Arc::try_unwrap(writer) {
-        Ok(w) => w
-            .shutdown()
-            .map_err(|e| StartError(format!("final commit failed: {e}"))),
-        Err(w) => w
-            .flush()
-            .map_err(|e| StartError(format!("final commit failed: {e}"))),
-    };
+    let result = writer
+        .shutdown()
+        .map_err(|e| StartError(format!("final commit failed: {e}")));
     let _ = fs::remove_file(&args.pid_file);
     tracing::info!(
         "exit proxmox configuration filesystem ({})",

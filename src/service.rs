@@ -13,8 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use lwcfs_backend::{Snapshot, WriterHandle};
 use lwcfs_fuse::attr::{self, DEBUG_PERM, FUNC_PERM, ROOT_PERM};
 use lwcfs_fuse::{FsResult, FsService, KIno, NodeAttr, NodeKind, NodeRef, SetAttr, StatFs};
+use lwcfs_memdb::tree::Data;
 use lwcfs_memdb::{
-    Applied, Ctx, Error, Inode, Kind, Memdb, Mtime, NodeId, NodeRecord, Op, RootRecord, TreePath,
+    Applied, Change, Ctx, Error, Inode, Kind, Memdb, Mtime, NodeId, NodeRecord, Op, RootRecord,
+    TreePath,
 };
 
 use crate::status::{vmlist_json, Status};
@@ -80,14 +82,15 @@ fn virtual_by_name(name: &str) -> Option<u32> {
 }
 
 enum Handle {
+    /// `orphan`: the content the file had when it was unlinked or replaced by a rename while
+    /// this handle was open; reads through the handle keep seeing it (POSIX).
     File {
         inode: Inode,
         wrote: bool,
+        orphan: Option<Data>,
     },
     /// A function file: its text, generated at open.
-    Func {
-        content: Vec<u8>,
-    },
+    Func { content: Vec<u8> },
 }
 
 /// How long the kernel may cache tree entries (libfuse 2's default, as C).
@@ -157,17 +160,25 @@ impl Service {
             return Err(libc::EIO);
         }
         let t = now();
-        let applied = db
-            .apply(
-                op,
-                Ctx {
-                    writer: NodeId(0),
-                    mtime: t,
-                    now: t,
-                },
-            )
-            .map_err(errno)?;
+        let victim = match op {
+            Op::Delete { path } | Op::Rename { to: path, .. } => db.resolve(path),
+            _ => None,
+        };
+        let victim_data = victim
+            .filter(|v| self.is_open(*v))
+            .and_then(|v| db.read(v).ok());
+        let ctx = Ctx {
+            writer: NodeId(0),
+            mtime: t,
+            now: t,
+        };
+        let applied = db.apply(op, ctx).map_err(errno)?;
         self.writer.changed(&applied.changes, at_once);
+        if let (Some(v), Some(data)) = (victim, victim_data) {
+            if applied.changes.contains(&Change::Delete(v)) {
+                self.orphan(v, data);
+            }
+        }
         match op {
             Op::Rename { from, to } => {
                 self.status.record_change(from);
@@ -180,6 +191,25 @@ impl Service {
             | Op::Mtime { path, .. } => self.status.record_change(path),
         }
         Ok(applied)
+    }
+
+    fn is_open(&self, inode: Inode) -> bool {
+        self.handles()
+            .values()
+            .any(|h| matches!(h, Handle::File { inode: i, .. } if *i == inode))
+    }
+
+    fn orphan(&self, inode: Inode, data: Data) {
+        for h in self.handles().values_mut() {
+            if let Handle::File {
+                inode: i, orphan, ..
+            } = h
+            {
+                if *i == inode {
+                    *orphan = Some(data.clone());
+                }
+            }
+        }
     }
 
     /// The path of `name` in directory `parent` for a mutation, with C's routing rules for the
@@ -410,6 +440,7 @@ impl FsService for Service {
                 Ok(self.new_fh(Handle::File {
                     inode,
                     wrote: false,
+                    orphan: None,
                 }))
             }
             NodeRef::Virtual(v) => match VIRTUALS.get(v as usize) {
@@ -427,8 +458,12 @@ impl FsService for Service {
             let end = start.saturating_add(size as usize).min(d.len());
             d[start..end].to_vec()
         };
-        if let Some(Handle::Func { content }) = self.handles().get(&fh) {
-            return Ok(slice(content));
+        match self.handles().get(&fh) {
+            Some(Handle::Func { content }) => return Ok(slice(content)),
+            Some(Handle::File {
+                orphan: Some(d), ..
+            }) => return Ok(slice(d)),
+            _ => {}
         }
         let Some(NodeRef::Mem(inode)) = ino.node() else {
             return Err(libc::EBADF);
@@ -468,7 +503,10 @@ impl FsService for Service {
     }
 
     fn release(&self, _ino: KIno, fh: u64) {
-        if let Some(Handle::File { inode, wrote: true }) = self.handles().remove(&fh) {
+        if let Some(Handle::File {
+            inode, wrote: true, ..
+        }) = self.handles().remove(&fh)
+        {
             self.writer.release(inode);
         }
     }
@@ -483,16 +521,19 @@ impl FsService for Service {
     fn create(&self, parent: KIno, name: &str, _flags: i32) -> FsResult<(NodeAttr, u64)> {
         let mut db = self.tree.lock();
         let path = self.child_path(&db, parent, name)?;
-        let applied = self.apply(&mut db, &Op::Create { path }, true)?;
+        // The new file is held by its handle from the start: what is written through it
+        // reaches the disk once the handle is closed, with the file itself.
+        let applied = self.apply(&mut db, &Op::Create { path }, false)?;
+        self.writer.hold(applied.inode);
         let attr = self.mem_attr(&db, applied.inode)?;
+        let h = Handle::File {
+            inode: applied.inode,
+            wrote: true,
+            orphan: None,
+        };
+        let fh = self.new_fh(h);
         drop(db);
-        Ok((
-            attr,
-            self.new_fh(Handle::File {
-                inode: applied.inode,
-                wrote: false,
-            }),
-        ))
+        Ok((attr, fh))
     }
 
     fn mkdir(&self, parent: KIno, name: &str) -> FsResult<NodeAttr> {

@@ -7,8 +7,10 @@
 //! - A pending inode is *committable* when it has no holders (no open file handle wrote it), or
 //!   a change to it came with `at_once`, or it has been pending for `hold_bound`.
 //! - A batch is due `commit_delay` after the first of the pending inodes became committable. It
-//!   stores every committable inode, plus every held inode whose *place* changed (created,
-//!   moved, removed): the stored tree must stay loadable, so structure never waits for a holder.
+//!   stores every committable inode, plus every held inode already on disk whose *place*
+//!   changed (moved, removed): the stored tree must stay loadable, so structure never waits for
+//!   a holder. A held file that is not on disk yet waits for its release like its content: it
+//!   is a leaf, nothing stored depends on it.
 //! - A batch stores what the tree holds at commit time, so intermediate states collapse, and an
 //!   inode that never reached the disk and is gone again writes nothing.
 
@@ -248,7 +250,7 @@ impl Pending {
                     }
                     b.settled.push(inode);
                 }
-                Some(r) if due || disk.moves(&r) => {
+                Some(r) if due || (disk.contains(inode) && disk.moves(&r)) => {
                     b.upserts.push(r);
                     b.settled.push(inode);
                 }
@@ -380,6 +382,24 @@ mod tests {
             false,
         );
         assert!(b.is_empty(), "inode 6 is not pending");
+    }
+
+    #[test]
+    fn held_new_file_waits_for_its_release() {
+        let t0 = Instant::now();
+        let mut p = pending();
+        p.hold(Inode(5));
+        p.changed(&[Change::Upsert(Inode(5))], false, t0);
+        let disk = OnDisk::new([], root(4));
+        let snap = || vec![(Inode(5), Some(rec(5, 0, "new", b"half")))];
+        let b = p.plan(snap(), root(5), &disk, t0 + DELAY, false);
+        assert!(
+            b.is_empty(),
+            "a created file still being written stays in RAM: {b:?}"
+        );
+        p.release(Inode(5), t0 + DELAY);
+        let b = p.plan(snap(), root(5), &disk, t0 + DELAY * 2, false);
+        assert_eq!(b.upserts.len(), 1, "stored once released");
     }
 
     #[test]

@@ -143,8 +143,8 @@ impl Shared {
 
 /// The daemon's side of the writer. Every method but `flush` and `shutdown` returns at once.
 pub struct WriterHandle {
-    tx: Option<Sender<Msg>>,
-    thread: Option<JoinHandle<Result<(), Error>>>,
+    tx: Sender<Msg>,
+    thread: Mutex<Option<JoinHandle<Result<(), Error>>>>,
     shared: Arc<Shared>,
 }
 
@@ -187,15 +187,15 @@ pub fn spawn(
             source,
         })?;
     Ok(WriterHandle {
-        tx: Some(tx),
-        thread: Some(thread),
+        tx,
+        thread: Mutex::new(Some(thread)),
         shared,
     })
 }
 
 impl WriterHandle {
     fn send(&self, msg: Msg) -> bool {
-        self.tx.as_ref().is_some_and(|tx| tx.send(msg).is_ok())
+        self.tx.send(msg).is_ok()
     }
 
     /// Changes just applied to the tree. Call it while still holding the tree's lock (the one
@@ -243,18 +243,23 @@ impl WriterHandle {
     /// Commit everything (held inodes too), checkpoint, close the database (which removes the
     /// WAL, as C's close does) and join the thread. Must not be called while holding the tree's
     /// lock.
-    pub fn shutdown(mut self) -> Result<(), Error> {
+    pub fn shutdown(&self) -> Result<(), Error> {
         self.stop()
     }
 
-    fn stop(&mut self) -> Result<(), Error> {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(Msg::Shutdown);
-        }
-        match self.thread.take().map(JoinHandle::join) {
-            None => Ok(()),
-            Some(Ok(r)) => r,
-            Some(Err(_)) => Err(Error::WriterGone),
+    /// Ask the thread to finish and wait for it; a second call (or a call after the thread
+    /// ended) returns at once. Changes sent afterwards are dropped.
+    fn stop(&self) -> Result<(), Error> {
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(thread) = thread else { return Ok(()) };
+        let _ = self.tx.send(Msg::Shutdown);
+        match thread.join() {
+            Ok(r) => r,
+            Err(_) => Err(Error::WriterGone),
         }
     }
 }

@@ -239,7 +239,7 @@ fn assert_load_fails(db: &Path, needle: &str) -> Error {
 #[test]
 fn row_with_unknown_type_is_refused() {
     let (_d, db) = db_with("INSERT INTO tree VALUES (4, 0, 4, 0, 5, 5, 'odd', NULL);");
-    let err = assert_load_fails(&db, "Inode(4)");
+    let err = assert_load_fails(&db, "inode 4");
     assert!(
         matches!(
             err,
@@ -255,7 +255,7 @@ fn row_with_unknown_type_is_refused() {
 #[test]
 fn row_with_empty_name_is_refused() {
     let (_d, db) = db_with("INSERT INTO tree VALUES (4, 0, 4, 0, 5, 8, '', NULL);");
-    let err = assert_load_fails(&db, "Inode(4)");
+    let err = assert_load_fails(&db, "inode 4");
     assert!(
         matches!(
             err,
@@ -281,7 +281,7 @@ fn row_with_null_name_is_refused() {
     )
     .unwrap();
     conn.close().unwrap();
-    let err = assert_load_fails(&db, "Inode(7)");
+    let err = assert_load_fails(&db, "inode 7");
     assert!(
         matches!(
             err,
@@ -297,7 +297,7 @@ fn row_with_null_name_is_refused() {
 #[test]
 fn directory_with_data_is_refused() {
     let (_d, db) = db_with("INSERT INTO tree VALUES (4, 0, 4, 0, 5, 4, 'dir', X'00');");
-    let err = assert_load_fails(&db, "Inode(4)");
+    let err = assert_load_fails(&db, "inode 4");
     assert!(
         matches!(
             err,
@@ -329,7 +329,7 @@ fn inode_zero_with_another_name_is_refused() {
 #[test]
 fn row_with_missing_parent_is_refused() {
     let (_d, db) = db_with("INSERT INTO tree VALUES (4, 99, 4, 0, 5, 8, 'orphan', NULL);");
-    let err = assert_load_fails(&db, "Inode(4)");
+    let err = assert_load_fails(&db, "parent of 4");
     let want = LoadError::MissingParent {
         child: Inode(4),
         parent: Inode(99),
@@ -343,7 +343,7 @@ fn row_with_missing_parent_is_refused() {
 #[test]
 fn duplicate_name_in_a_directory_is_refused() {
     let (_d, db) = db_with("INSERT INTO tree VALUES (4, 2, 4, 0, 5, 8, 'file', NULL);");
-    let err = assert_load_fails(&db, "Inode(4)");
+    let err = assert_load_fails(&db, "inode 4");
     assert!(
         matches!(
             err,
@@ -452,7 +452,7 @@ fn rows_only_in_the_wal_are_loaded_without_an_shm() {
 #[test]
 fn bad_row_only_in_the_wal_leaves_db_and_wal_unchanged() {
     let (_d, db) = db_with_wal("INSERT INTO tree VALUES (4, 0, 4, 0, 5, 9, 'bad', NULL);");
-    let err = assert_load_fails(&db, "Inode(4)");
+    let err = assert_load_fails(&db, "inode 4");
     assert!(
         matches!(
             err,

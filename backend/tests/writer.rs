@@ -295,9 +295,9 @@ fn held_file_is_committed_at_once_on_rename() {
 }
 
 #[test]
-fn held_file_created_without_at_once_still_reaches_disk_with_its_directory() {
-    // Structure never waits for a holder, whatever the caller's flags: a directory that is
-    // committed must not lose the file in it.
+fn held_new_file_waits_for_its_release_its_directory_does_not() {
+    // A file created and held by the handle that writes it is a leaf: its directory reaches
+    // the disk at once, the file only when the handle is released (a state the tree had).
     let fs = Fs::new(cfg(20, 5000));
     fs.ok(Op::Mkdir { path: p("d") });
     let f = {
@@ -308,16 +308,17 @@ fn held_file_created_without_at_once_still_reaches_disk_with_its_directory() {
             now: NOW,
         };
         let a = db.apply(&Op::Create { path: p("d/f") }, ctx).unwrap();
-        fs.w().hold(a.inode);
         fs.w().changed(&a.changes, false);
+        fs.w().hold(a.inode);
         a.inode
     };
     wait_until("the commit", || fs.stats().transactions > 0);
+    std::thread::sleep(std::time::Duration::from_millis(100));
     let disk = fs.disk();
-    assert!(
-        disk.record(f).is_some(),
-        "the new file is stored with the batch"
-    );
+    assert!(disk.resolve(&p("d")).is_some(), "the directory is stored");
+    assert!(disk.record(f).is_none(), "the held new file is not stored yet");
+    fs.w().release(f);
+    wait_until("the file's commit", || fs.disk().record(f).is_some());
 }
 
 #[test]

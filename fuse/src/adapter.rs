@@ -62,8 +62,15 @@ fn err(e: i32) -> Errno {
     Errno::from_i32(e)
 }
 
+/// The kernel's own limit without `FUSE_MAX_PAGES` (which raises it to 4095): names C nodes can
+/// handle.
+const NAME_MAX: usize = 1024;
+
 /// Names reach the service as UTF-8 (the `name` column is TEXT); anything else is `EINVAL`.
 fn name(n: &OsStr) -> Result<&str, Errno> {
+    if n.len() > NAME_MAX {
+        return Err(Errno::ENAMETOOLONG);
+    }
     n.to_str().ok_or(Errno::EINVAL)
 }
 

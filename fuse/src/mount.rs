@@ -4,6 +4,7 @@
 use std::io;
 use std::path::Path;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use fuser::{Config, MountOption, SessionACL, SessionUnmounter};
 
@@ -61,15 +62,25 @@ impl Mounted {
         &self.notifier
     }
 
-    /// Unmount and wait for the worker threads to finish.
-    pub fn unmount(mut self) -> io::Result<()> {
+    /// Unmount (lazily, so a busy mount does not block us) and wait up to `wait` for the
+    /// session to end. Returns whether it ended: processes holding files open keep a lazily
+    /// detached mount alive, and we do not wait for them.
+    pub fn unmount(mut self, wait: Duration) -> io::Result<bool> {
         let r = self.unmounter.unmount();
-        if let Some(t) = self.thread.take() {
-            match t.join() {
-                Ok(res) => res?,
-                Err(_) => return Err(io::Error::other("fuse session thread panicked")),
-            }
+        let deadline = Instant::now() + wait;
+        let Some(t) = self.thread.take() else {
+            return r.map(|()| true);
+        };
+        while !t.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
-        r
+        if !t.is_finished() {
+            return r.map(|()| false);
+        }
+        match t.join() {
+            Ok(res) => res?,
+            Err(_) => return Err(io::Error::other("fuse session thread panicked")),
+        }
+        r.map(|()| true)
     }
 }

@@ -37,30 +37,30 @@ impl Error {
 /// Why a stored tree could not be loaded. Every variant names the row at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LoadError {
-    #[error("inode {0:?} has no name")]
+    #[error("inode {0} has no name")]
     NoName(Inode),
-    #[error("inode {0:?} has unknown type {1}")]
+    #[error("inode {0} has unknown type {1}")]
     BadType(Inode, i64),
-    #[error("directory inode {0:?} has data")]
+    #[error("directory inode {0} has data")]
     DirWithData(Inode),
     #[error("inode 0 has unexpected name {0:?} (expected __version__)")]
     BadRootName(String),
-    #[error("inode {0:?} appears twice")]
+    #[error("inode {0} appears twice")]
     Duplicate(Inode),
-    #[error("inode {child:?} has a regular file {parent:?} as parent")]
+    #[error("inode {child} has a regular file {parent} as parent")]
     ParentNotDir { child: Inode, parent: Inode },
-    #[error("inode {child:?}: name {name:?} already used in directory {parent:?}")]
+    #[error("inode {child}: name {name:?} already used in directory {parent}")]
     DuplicateName {
         child: Inode,
         parent: Inode,
         name: String,
     },
-    #[error("missing directory inode {parent:?} (parent of {child:?})")]
+    #[error("missing directory inode {parent} (parent of {child})")]
     MissingParent { child: Inode, parent: Inode },
-    #[error("inode {0:?} is not reachable from the root (parent loop)")]
+    #[error("inode {0} is not reachable from the root (parent loop)")]
     Unreachable(Inode),
-    #[error("inode {inode:?}: file of {size} bytes is over the 1 MiB limit")]
+    #[error("inode {inode}: file of {size} bytes is over the 1 MiB limit")]
     TooBig { inode: Inode, size: usize },
-    #[error("inode {inode:?}: guest {vmid} is also configured on another node or type")]
+    #[error("inode {inode}: guest {vmid} is also configured on another node or type")]
     DuplicateVmid { inode: Inode, vmid: u32 },
 }

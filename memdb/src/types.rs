@@ -9,6 +9,12 @@ impl Inode {
     pub const ROOT: Inode = Inode(0);
 }
 
+impl std::fmt::Display for Inode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// The Corosync node id of the writer of a change; 0 in local mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct NodeId(pub u32);
