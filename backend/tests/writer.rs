@@ -316,7 +316,10 @@ fn held_new_file_waits_for_its_release_its_directory_does_not() {
     std::thread::sleep(std::time::Duration::from_millis(100));
     let disk = fs.disk();
     assert!(disk.resolve(&p("d")).is_some(), "the directory is stored");
-    assert!(disk.record(f).is_none(), "the held new file is not stored yet");
+    assert!(
+        disk.record(f).is_none(),
+        "the held new file is not stored yet"
+    );
     fs.w().release(f);
     wait_until("the file's commit", || fs.disk().record(f).is_some());
 }
