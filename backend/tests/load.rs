@@ -12,7 +12,7 @@ use rusqlite::Connection;
 const NOW: Mtime = Mtime(1_800_000_000);
 
 fn vectors() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/vectors")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../compat-tests/fixtures")
 }
 
 /// The golden database, copied (with its -wal and -shm) into a fresh temp dir.

@@ -418,7 +418,7 @@ fn failed_commit_marks_failed_keeps_pending_and_flush_retries() {
 fn writer_on_the_c_database_keeps_it_loadable_by_c_rules() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.db");
-    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/vectors");
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../compat-tests/fixtures");
     std::fs::copy(vectors.join("config-c.db"), &path).unwrap();
     let mut fs = Fs::open_at(dir, path, cfg(20, 5000));
     fs.write("nodes/node1/qemu-server/100.conf", b"cores: 4\n");
