@@ -91,6 +91,7 @@ pub struct Figures {
     pub daemon_write_bytes: Option<Summary>,
     pub daemon_syscw: Option<Summary>,
     pub db_delta_bytes: Summary,
+    pub checkpoint_debt_bytes: Option<Summary>,
     pub transactions: Option<Summary>,
     pub workload_ms: Summary,
     pub cycles_per_s: Option<Summary>,
@@ -134,6 +135,7 @@ pub fn summarise(runs: &[RunRecord], logical_bytes: u64) -> Option<Figures> {
                 .collect::<Vec<_>>(),
         )?,
         transactions: opt_summary(valid.iter().map(|f| f.transactions).collect()),
+        checkpoint_debt_bytes: opt_summary(valid.iter().map(|f| f.checkpoint_debt_bytes).collect()),
         workload_ms: Summary::of(&valid.iter().map(|f| f.workload_ms).collect::<Vec<_>>())?,
         cycles_per_s: if rates.len() == valid.len() {
             Summary::of(&rates)
@@ -266,6 +268,7 @@ pub fn daemon_table(report: &Report, daemon: &str) -> String {
         "syscw",
         "flushes",
         "db Δ",
+        "ckpt debt",
         "txns",
         "logical",
         "rate/s",
@@ -296,6 +299,7 @@ pub fn daemon_table(report: &Report, daemon: &str) -> String {
             cell(s.daemon_syscw.as_ref(), units::count),
             units::count(s.device_flushes.median),
             signed_bytes(s.db_delta_bytes.median),
+            cell(s.checkpoint_debt_bytes.as_ref(), units::bytes),
             cell(s.transactions.as_ref(), units::count),
             if r.logical_bytes > 0 {
                 units::bytes(r.logical_bytes as f64)
@@ -612,8 +616,8 @@ pub fn markdown_from_json(v: &serde_json::Value) -> Result<String, String> {
             .unwrap_or_default();
         out.push_str(&format!("\n### {d} (`{}`)\n\n", cmd.trim()));
         out.push_str(
-            "| workload | ops | device (median) | spread | per op | × logical | logical | page floor | daemon wb | flushes | txns | rate/s | valid |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "| workload | ops | device (median) | spread | per op | × logical | logical | page floor | ckpt debt | daemon wb | flushes | txns | rate/s | valid |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for r in results.iter().filter(|r| r["daemon"] == *d) {
             let w = &r["workload"];
@@ -646,7 +650,7 @@ pub fn markdown_from_json(v: &serde_json::Value) -> Result<String, String> {
                 ]
             };
             out.push_str(&format!(
-                "| {} | {} {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {valid}/{runs} |\n",
+                "| {} | {} {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {valid}/{runs} |\n",
                 w["name"].as_str().unwrap_or("?"),
                 w["ops"],
                 w["unit"].as_str().unwrap_or(""),
@@ -656,6 +660,7 @@ pub fn markdown_from_json(v: &serde_json::Value) -> Result<String, String> {
                 cells[3],
                 if logical > 0.0 { units::bytes(logical) } else { "-".into() },
                 units::bytes(floor),
+                bytes_or_dash(median(r, "checkpoint_debt_bytes")),
                 bytes_or_dash(median(r, "daemon_write_bytes")),
                 median(r, "device_flushes").map(units::count).unwrap_or_else(|| "-".into()),
                 median(r, "transactions").map(units::count).unwrap_or_else(|| "-".into()),

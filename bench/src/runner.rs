@@ -53,6 +53,10 @@ pub struct Figures {
     pub daemon_wchar: Option<u64>,
     pub daemon_syscw: Option<u64>,
     pub daemon_cancelled_write_bytes: Option<u64>,
+    /// Bytes the loop device took when the bench itself checkpointed a WAL that the daemon
+    /// left behind at exit (`PRAGMA wal_checkpoint(TRUNCATE)`, then close): writes the daemon
+    /// deferred to whoever opens the database next. 0 when no WAL was left.
+    pub checkpoint_debt_bytes: Option<u64>,
     /// config.db + config.db-wal, before the daemon started and after it exited.
     pub db_bytes_before: u64,
     pub db_bytes_after: u64,
@@ -190,6 +194,25 @@ pub fn find_counter(v: &serde_json::Value, key: &str) -> Option<u64> {
         serde_json::Value::Array(a) => a.iter().find_map(|x| find_counter(x, key)),
         _ => None,
     }
+}
+
+/// Checkpoints a WAL the daemon left behind and returns what that wrote to the device.
+fn checkpoint_debt(sb: &Sandbox, after: &DiskStat) -> Result<u64, String> {
+    let db = sb.inside(&format!("{}/config.db", sandbox::DB_DIR));
+    let wal = sb.inside(&format!("{}/config.db-wal", sandbox::DB_DIR));
+    if std::fs::metadata(&wal)
+        .map(|m| m.len() == 0)
+        .unwrap_or(true)
+    {
+        return Ok(0);
+    }
+    let conn =
+        rusqlite::Connection::open(&db).map_err(|e| format!("open {}: {e}", db.display()))?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .map_err(|e| format!("checkpoint: {e}"))?;
+    conn.close().map_err(|(_, e)| format!("close: {e}"))?;
+    let now = sb.sync_and_read().map_err(|e| e.0)?;
+    Ok(now.since(after).write_bytes())
 }
 
 fn sleep_interruptible(d: Duration) -> Result<(), Fatal> {
@@ -354,6 +377,7 @@ fn measure(
     fig.device_write_ios = delta.write_ios;
     fig.device_flushes = delta.flush_ios;
     fig.db_bytes_after = sb.db_bytes();
+    fig.checkpoint_debt_bytes = Some(checkpoint_debt(sb, &after)?);
     if stopped.exit != Exit::Clean {
         let reason = format!(
             "daemon did not exit cleanly after SIGTERM: {}\n{tail}",
