@@ -396,7 +396,7 @@ fn bench_main(b: Bench) -> ExitCode {
             .collect();
         print!(
             "{}",
-            report::layout(&["workload", "mode", "ops", "what it models"], &rows)
+            report::layout_aligned(&["workload", "mode", "ops", "what it models"], &rows, 4)
         );
         return ExitCode::SUCCESS;
     }

@@ -218,6 +218,11 @@ fn signed_bytes(v: f64) -> String {
 
 /// Lays out rows with columns padded; the first column left-aligned, the others right-aligned.
 pub fn layout(header: &[&str], rows: &[Vec<String>]) -> String {
+    layout_aligned(header, rows, 1)
+}
+
+/// Like [`layout`], with the first `left` columns left-aligned.
+pub fn layout_aligned(header: &[&str], rows: &[Vec<String>], left: usize) -> String {
     let n = header.len();
     let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
@@ -229,11 +234,13 @@ pub fn layout(header: &[&str], rows: &[Vec<String>]) -> String {
         let mut s = String::new();
         for (i, c) in cells.iter().enumerate() {
             let pad = width[i] - c.chars().count();
-            if i == 0 {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            if i < left {
                 s.push_str(c);
                 s.push_str(&" ".repeat(pad));
             } else {
-                s.push_str("  ");
                 s.push_str(&" ".repeat(pad));
                 s.push_str(c);
             }
@@ -583,6 +590,8 @@ mod tests {
     fn layout_pads_columns() {
         let t = layout(&["a", "bb"], &[vec!["xyz".into(), "1".into()]]);
         assert_eq!(t, "a    bb\n---  --\nxyz   1\n");
+        let l = layout_aligned(&["a", "bb"], &[vec!["xyz".into(), "1".into()]], 2);
+        assert_eq!(l, "a    bb\n---  --\nxyz  1\n");
     }
 }
 
