@@ -104,7 +104,7 @@ pub fn read(path: &Path) -> Result<Stored, Error> {
             has_table: false,
         });
     };
-    if sql != schema::STORED_TREE_SQL {
+    if sql != schema::expected_tree_sql() {
         tracing::warn!(path = %path.display(), %sql, "table tree differs from the C schema");
     }
     let mut stmt = conn

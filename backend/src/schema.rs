@@ -28,19 +28,14 @@ pub const CREATE_TREE: &str = concat!(
     "  data BLOB);"
 );
 
-/// What SQLite keeps of [`CREATE_TREE`] in `sqlite_master.sql` (it drops `IF NOT EXISTS` and
-/// the final `;`).
-pub const STORED_TREE_SQL: &str = concat!(
-    "CREATE TABLE tree (",
-    "  inode INTEGER PRIMARY KEY NOT NULL,",
-    "  parent INTEGER NOT NULL CHECK(typeof(parent)=='integer'),",
-    "  version INTEGER NOT NULL CHECK(typeof(version)=='integer'),",
-    "  writer INTEGER NOT NULL CHECK(typeof(writer)=='integer'),",
-    "  mtime INTEGER NOT NULL CHECK(typeof(mtime)=='integer'),",
-    "  type INTEGER NOT NULL CHECK(typeof(type)=='integer'),",
-    "  name TEXT NOT NULL,",
-    "  data BLOB)"
-);
+/// What SQLite keeps of [`CREATE_TREE`] in `sqlite_master.sql`: the statement without
+/// `IF NOT EXISTS` and the final `;`.
+pub fn expected_tree_sql() -> String {
+    CREATE_TREE
+        .replacen(" IF NOT EXISTS", "", 1)
+        .trim_end_matches(';')
+        .to_owned()
+}
 
 /// The name of the row with inode 0 that holds the global version.
 pub const VERSION_NAME: &str = "__version__";

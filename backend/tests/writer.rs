@@ -442,7 +442,7 @@ fn writer_on_the_c_database_keeps_it_loadable_by_c_rules() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(sql, lwcfs_backend::schema::STORED_TREE_SQL);
+    assert_eq!(sql, lwcfs_backend::schema::expected_tree_sql());
     let dir_data: Option<Vec<u8>> = conn
         .query_row(
             "SELECT data FROM tree WHERE name = 'renamed-again'",
