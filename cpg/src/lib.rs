@@ -11,9 +11,11 @@
 //! - [`dfsm`]: the state machine: modes, queues, sync rounds, verify.
 //! - [`waiters`]: local senders waiting for their own message's result.
 //! - [`transport`]: the seam to corosync CPG, and the service-loop glue (`Driver`).
+//! - [`corosync`]: the only module that calls Corosync (CPG, quorum, cmap).
 //! - [`sim`] (feature `sim`): an in-process total-order bus for multi-node tests.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod corosync;
 pub mod dfsm;
 pub mod member;
 pub mod msg;

@@ -14,6 +14,7 @@
 //!   UPDATE entries).
 //! - [`index`]: the memdb index (the dcdb STATE), the VERIFY checksum and the lock checksum,
 //!   as C computes them; the data-leader and update-set decisions of a sync round.
+//! - [`sync`]: a follower's commit of the data leader's updates (delete, replace, index check).
 //! - [`error`]: one error enum with `errno()`.
 #![forbid(unsafe_code)]
 
@@ -23,6 +24,7 @@ pub mod index;
 pub mod load;
 pub mod locks;
 pub mod path;
+pub mod sync;
 pub mod tree;
 pub mod types;
 pub mod vmlist;
@@ -33,6 +35,7 @@ pub use error::{Error, LoadError};
 pub use index::{IndexEntry, MemdbIndex};
 pub use load::RootRecord;
 pub use path::TreePath;
+pub use sync::{SyncError, Synced};
 pub use tree::{Attr, DirEntry, Memdb, NodeRecord, StatFs};
 pub use types::{Inode, Kind, Mtime, NodeId};
 pub use vmlist::{VmEntry, VmList, VmType};
