@@ -72,6 +72,9 @@ pub struct DaemonArgs {
     /// Seconds after which an unchanged lock under priv/lock may be removed (C: 120).
     #[arg(long, default_value_t = 120, hide = true)]
     pub lock_timeout: u32,
+    /// Seconds between the cluster's verify requests (C: 3600).
+    #[arg(long, default_value_t = 3600, hide = true)]
+    pub verify_interval: u32,
     /// Directory of C's restart flag.
     #[arg(long, default_value = "/run/pve-cluster", hide = true)]
     pub pve_run_dir: PathBuf,

@@ -2,13 +2,21 @@
 //!
 //! - [`cli`]: the command line (C's flags plus ours, and the control commands).
 //! - [`run`]: startup and shutdown in C's order.
-//! - [`service`]: `Service`, the tree as the kernel sees it (`fuse::FsService`), local mode.
+//! - [`service`]: `Service`, the tree as the kernel sees it (`fuse::FsService`), and `Shared`,
+//!   the one place where operations are applied (local FUSE path and cluster delivery).
+//! - [`cluster`]: cluster mode: the service loop (CPG, quorum, cmap), `submit` for FUSE writers,
+//!   `.members`.
+//! - [`dcdb`]: the database group's application (apply, state, updates, sync commit, verify).
+//! - [`corosync_conf`]: `corosync.conf` in the tree and on the host.
 //! - [`status`]: the content of the virtual files and the change counters.
 //! - [`control`]: the control socket (`lwcfs stats`, `lwcfs flush`).
 //! - [`logging`]: tracing setup, debug level switchable through `.debug`.
 
 pub mod cli;
+pub mod cluster;
 pub mod control;
+pub mod corosync_conf;
+pub mod dcdb;
 pub mod logging;
 pub mod run;
 pub mod service;

@@ -11,14 +11,16 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lwcfs_backend::WriterConfig;
-use lwcfs_memdb::Mtime;
+use lwcfs_memdb::{Ctx, Mtime, NodeId, Op, TreePath};
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{self, SigSet, Signal};
 use nix::unistd::Pid;
 
 use crate::cli::DaemonArgs;
+use crate::cluster::{Cluster, ClusterOptions};
 use crate::control::ControlServer;
-use crate::service::{Service, ServiceConfig, Tree};
+use crate::corosync_conf;
+use crate::service::{Service, ServiceConfig, Shared, Tree};
 use crate::status::Status;
 
 /// A startup failure, said plainly.
@@ -60,9 +62,6 @@ fn resolves_to_non_loopback(name: &str) -> bool {
 
 /// Run the daemon. Returns the process exit code.
 pub fn run(args: DaemonArgs) -> Result<(), StartError> {
-    if !args.local {
-        return fail("cluster mode is not implemented yet in lwcfs: start it with -l (local mode)");
-    }
     let nodename = nodename();
     if nodename.is_empty() {
         return fail("unable to read the node name (uname)");
@@ -151,11 +150,40 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
             .map_err(|e| StartError(format!("unable to open database for writing: {e}")))?,
     );
 
+    let shared = Shared::new(tree.clone(), writer.clone(), status);
+    if opened.created && !args.local {
+        import_corosync_conf(&shared, start);
+    }
+    // C: cluster mode exactly when the tree has corosync.conf and -l was not given; the host
+    // file is refreshed from the tree first.
+    let conf = tree
+        .lock()
+        .read_path(&TreePath::parse(corosync_conf::NAME))
+        .ok();
+    let cluster = match conf {
+        Some(conf) if !args.local => {
+            corosync_conf::refresh_host(&conf, false);
+            Some(Cluster::start(
+                shared.clone(),
+                ClusterOptions {
+                    lock_timeout: args.lock_timeout,
+                    verify_interval: args.verify_interval,
+                },
+                &nodename,
+            ))
+        }
+        _ => None,
+    };
+    let mode = if cluster.is_some() {
+        "cluster"
+    } else {
+        "local"
+    };
+
     prepare_mountpoint(&args.mount)?;
     let svc = Service::new(
-        tree.clone(),
-        writer.clone(),
-        status,
+        shared,
+        cluster.clone(),
         ServiceConfig {
             nodename,
             lock_timeout: args.lock_timeout,
@@ -186,7 +214,7 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
     };
     write_pid_file(&args.pid_file);
     let _ = fs::remove_file(args.pve_run_dir.join("cfs-restart-flag"));
-    tracing::info!("lwcfs mounted at {} (local mode)", args.mount.display());
+    tracing::info!("lwcfs mounted at {} ({mode} mode)", args.mount.display());
     signal_ready();
 
     let sig = signals.wait();
@@ -206,6 +234,9 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
         ),
         Err(e) => tracing::warn!("unmount of {}: {e}", args.mount.display()),
     }
+    if let Some(c) = &cluster {
+        c.shutdown();
+    }
     let result = writer
         .shutdown()
         .map_err(|e| StartError(format!("final commit failed: {e}")));
@@ -219,6 +250,36 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
 
 /// C's single-instance lock: flock on `.pmxcfs.lockfile` beside the database, 11 tries 1 s
 /// apart.
+/// A new database outside local mode starts with the host's corosync.conf, written with writer
+/// 0 before any cluster service starts (C `pmxcfs.c`); the first sync reconciles it.
+fn import_corosync_conf(shared: &Shared, now: u32) {
+    let Ok(data) = fs::read(corosync_conf::HOST) else {
+        return;
+    };
+    let path = TreePath::parse(corosync_conf::NAME);
+    let ctx = Ctx {
+        writer: NodeId(0),
+        mtime: Mtime(now),
+        now: Mtime(now),
+    };
+    let mut db = shared.tree.lock();
+    let r = shared
+        .apply(&mut db, &Op::Create { path: path.clone() }, ctx, true)
+        .and_then(|_| {
+            let op = Op::Write {
+                path,
+                offset: 0,
+                data,
+                truncate: false,
+            };
+            shared.apply(&mut db, &op, ctx, true)
+        });
+    match r {
+        Ok(_) => tracing::info!("imported {} into the new database", corosync_conf::HOST),
+        Err(e) => tracing::error!("unable to import {}: {e}", corosync_conf::HOST),
+    }
+}
+
 fn take_lock(path: &Path, db: &Path) -> Result<Flock<File>, StartError> {
     let open = || {
         OpenOptions::new()

@@ -1,9 +1,11 @@
-//! `Service`: the tree as the kernel sees it, in local mode (C's `-l` path: every operation is
-//! applied at once with writer 0 and the local clock).
+//! `Service`: the tree as the kernel sees it.
 //!
-//! Reads go straight to the in-RAM tree. Mutations build an `Op`, apply it under the tree lock,
-//! and hand the changed inodes to the coalescing writer while still holding the lock, so the
-//! writer sees changes in apply order.
+//! Reads go straight to the in-RAM tree, in every mode. Mutations build an `Op`. In local mode
+//! (C's `-l`, or no `corosync.conf`) it is applied at once with writer 0 and the local clock,
+//! under the tree lock, and the changed inodes go to the coalescing writer while the lock is
+//! still held, so the writer sees changes in apply order. In cluster mode the `Op` is sent to
+//! the group ([`Cluster::submit`]) and the caller waits until its own message has been applied
+//! here, by the delivery thread, through the same [`Shared::apply`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,9 +18,10 @@ use lwcfs_fuse::{FsResult, FsService, KIno, NodeAttr, NodeKind, NodeRef, SetAttr
 use lwcfs_memdb::tree::Data;
 use lwcfs_memdb::{
     Applied, Change, Ctx, Error, Inode, Kind, Memdb, Mtime, NodeId, NodeRecord, Op, RootRecord,
-    TreePath,
+    Synced, TreePath,
 };
 
+use crate::cluster::Cluster;
 use crate::status::{vmlist_json, Status};
 
 /// The shared in-RAM tree. The writer thread snapshots it at commit time.
@@ -104,62 +107,38 @@ pub struct ServiceConfig {
     pub gid: u32,
 }
 
-pub struct Service {
-    tree: Arc<Tree>,
-    writer: Arc<WriterHandle>,
-    status: Arc<Status>,
-    cfg: ServiceConfig,
+/// What the FUSE side and the cluster's delivery side share: the tree, the writer, the change
+/// counters, and the open handles (whose content outlives an unlink or a rename-over).
+pub struct Shared {
+    pub tree: Arc<Tree>,
+    pub writer: Arc<WriterHandle>,
+    pub status: Arc<Status>,
     handles: Mutex<HashMap<u64, Handle>>,
-    next_fh: AtomicU64,
 }
 
-fn now() -> Mtime {
-    Mtime(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as u32)
-            .unwrap_or(0),
-    )
-}
-
-fn errno(e: Error) -> i32 {
-    e.errno()
-}
-
-impl Service {
-    pub fn new(
-        tree: Arc<Tree>,
-        writer: Arc<WriterHandle>,
-        status: Arc<Status>,
-        cfg: ServiceConfig,
-    ) -> Service {
-        Service {
+impl Shared {
+    pub fn new(tree: Arc<Tree>, writer: Arc<WriterHandle>, status: Arc<Status>) -> Arc<Shared> {
+        Arc::new(Shared {
             tree,
             writer,
             status,
-            cfg,
             handles: Mutex::new(HashMap::new()),
-            next_fh: AtomicU64::new(1),
-        }
+        })
     }
 
     fn handles(&self) -> MutexGuard<'_, HashMap<u64, Handle>> {
         self.handles.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn new_fh(&self, h: Handle) -> u64 {
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles().insert(fh, h);
-        fh
-    }
-
     /// Apply an operation under the held tree lock and queue its changes for the writer.
     /// `at_once`: the entries are committable now (not waiting for a handle to close).
-    fn apply(&self, db: &mut Memdb, op: &Op, at_once: bool) -> FsResult<Applied> {
-        if self.writer.failed() {
-            return Err(libc::EIO);
-        }
-        let t = now();
+    pub fn apply(
+        &self,
+        db: &mut Memdb,
+        op: &Op,
+        ctx: Ctx,
+        at_once: bool,
+    ) -> Result<Applied, Error> {
         let victim = match op {
             Op::Delete { path } | Op::Rename { to: path, .. } => db.resolve(path),
             _ => None,
@@ -167,12 +146,7 @@ impl Service {
         let victim_data = victim
             .filter(|v| self.is_open(*v))
             .and_then(|v| db.read(v).ok());
-        let ctx = Ctx {
-            writer: NodeId(0),
-            mtime: t,
-            now: t,
-        };
-        let applied = db.apply(op, ctx).map_err(errno)?;
+        let applied = db.apply(op, ctx)?;
         self.writer.changed(&applied.changes, at_once);
         if let (Some(v), Some(data)) = (victim, victim_data) {
             if applied.changes.contains(&Change::Delete(v)) {
@@ -193,6 +167,23 @@ impl Service {
         Ok(applied)
     }
 
+    /// Swap in the tree a sync produced and queue its changes (C: commit, reload, and bump
+    /// every client-visible version).
+    pub fn replace(&self, db: &mut Memdb, synced: Synced) {
+        for c in &synced.changes {
+            if let Change::Delete(i) = c {
+                if self.is_open(*i) {
+                    if let Ok(data) = db.read(*i) {
+                        self.orphan(*i, data);
+                    }
+                }
+            }
+        }
+        *db = synced.db;
+        self.writer.changed(&synced.changes, true);
+        self.status.record_reload();
+    }
+
     fn is_open(&self, inode: Inode) -> bool {
         self.handles()
             .values()
@@ -210,6 +201,73 @@ impl Service {
                 }
             }
         }
+    }
+}
+
+pub struct Service {
+    shared: Arc<Shared>,
+    tree: Arc<Tree>,
+    writer: Arc<WriterHandle>,
+    status: Arc<Status>,
+    /// `None` in local mode.
+    cluster: Option<Arc<Cluster>>,
+    cfg: ServiceConfig,
+    next_fh: AtomicU64,
+}
+
+fn now() -> Mtime {
+    Mtime(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(0),
+    )
+}
+
+fn errno(e: Error) -> i32 {
+    e.errno()
+}
+
+impl Service {
+    pub fn new(shared: Arc<Shared>, cluster: Option<Arc<Cluster>>, cfg: ServiceConfig) -> Service {
+        Service {
+            tree: shared.tree.clone(),
+            writer: shared.writer.clone(),
+            status: shared.status.clone(),
+            shared,
+            cluster,
+            cfg,
+            next_fh: AtomicU64::new(1),
+        }
+    }
+
+    fn handles(&self) -> MutexGuard<'_, HashMap<u64, Handle>> {
+        self.shared.handles()
+    }
+
+    fn new_fh(&self, h: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles().insert(fh, h);
+        fh
+    }
+
+    /// Local mode: apply an operation under the held tree lock, writer 0, the local clock.
+    fn apply(&self, db: &mut Memdb, op: &Op, at_once: bool) -> FsResult<Applied> {
+        if self.writer.failed() {
+            return Err(libc::EIO);
+        }
+        let t = now();
+        let ctx = Ctx {
+            writer: NodeId(0),
+            mtime: t,
+            now: t,
+        };
+        self.shared.apply(db, op, ctx, at_once).map_err(errno)
+    }
+
+    /// Whether writes are possible: always in local mode, with quorum in cluster mode.
+    fn quorate(&self) -> bool {
+        self.cluster.as_ref().is_none_or(|c| c.quorate())
     }
 
     /// The path of `name` in directory `parent` for a mutation, with C's routing rules for the
@@ -248,7 +306,7 @@ impl Service {
             kind,
             size: a.size,
             mtime: a.mtime.0,
-            perm: attr::perm(kind, path.is_private(), true, exec),
+            perm: attr::perm(kind, path.is_private(), self.quorate(), exec),
             ttl_ms: TREE_TTL_MS,
         })
     }
@@ -265,7 +323,10 @@ impl Service {
             ".version" => self
                 .status
                 .version_json(self.tree.lock().vmlist().version()),
-            ".members" => self.status.members_json(),
+            ".members" => match &self.cluster {
+                Some(c) => c.members_json(&self.cfg.nodename),
+                None => self.status.members_json(),
+            },
             ".vmlist" => vmlist_json(self.tree.lock().vmlist()),
             ".clusterlog" => self.status.clusterlog_json(),
             ".debug" => if self.status.debug() { "1\n" } else { "0\n" }.to_owned(),
@@ -322,6 +383,10 @@ impl Service {
             data: Vec::new(),
             truncate: true,
         };
+        if let Some(c) = &self.cluster {
+            drop(db);
+            return c.submit(&op).map(|_| ());
+        }
         if via_handle {
             // An ftruncate is part of the writes of that handle: committed at its close.
             let applied = self.apply(&mut db, &op, false);
@@ -335,7 +400,11 @@ impl Service {
     }
 
     /// The first write through a handle holds the entry until the handle is released.
+    /// (Local mode only: in cluster mode nothing is held, see `Cluster`.)
     fn mark_written(&self, fh: u64, inode: Inode) {
+        if self.cluster.is_some() {
+            return;
+        }
         if let Some(Handle::File { wrote, .. }) = self.handles().get_mut(&fh) {
             if !*wrote {
                 *wrote = true;
@@ -351,10 +420,28 @@ impl Service {
         }
         let path = db.path_of(inode).ok_or(libc::ENOENT)?;
         // utime(path, 0, 0) on a lock directory is an unlock request (local.md §6).
-        if mtime == 0
+        let unlock_request = mtime == 0
             && path.is_below_lock()
-            && db.getattr(inode).is_ok_and(|a| a.kind == Kind::Dir)
-        {
+            && db.getattr(inode).is_ok_and(|a| a.kind == Kind::Dir);
+        if let Some(c) = &self.cluster {
+            // C: ask the lowest-nodeid member (without waiting), then the plain mtime change,
+            // which a lock refuses (its mtime may not decrease): EACCES (cluster.md §6.4).
+            let csum = if unlock_request {
+                db.entry_checksum(inode)
+            } else {
+                None
+            };
+            drop(db);
+            if let Some(csum) = csum {
+                c.unlock_request(&path, csum);
+            }
+            let op = Op::Mtime {
+                path,
+                mtime: Mtime(mtime),
+            };
+            return c.submit(&op).map(|_| ());
+        }
+        if unlock_request {
             if db.lock_expired(&path, now(), self.cfg.lock_timeout) {
                 self.apply(&mut db, &Op::Delete { path }, true)?;
                 return Err(libc::ENOENT);
@@ -495,6 +582,10 @@ impl FsService for Service {
                     data: data.to_vec(),
                     truncate: false,
                 };
+                if let Some(c) = &self.cluster {
+                    drop(db);
+                    return c.submit(&op).map(|n| n as u32);
+                }
                 self.mark_written(fh, inode);
                 self.apply(&mut db, &op, false)?;
                 Ok(data.len() as u32)
@@ -521,6 +612,20 @@ impl FsService for Service {
     fn create(&self, parent: KIno, name: &str, _flags: i32) -> FsResult<(NodeAttr, u64)> {
         let mut db = self.tree.lock();
         let path = self.child_path(&db, parent, name)?;
+        if let Some(c) = &self.cluster {
+            drop(db);
+            c.submit(&Op::Create { path: path.clone() })?;
+            let db = self.tree.lock();
+            let inode = db.resolve(&path).ok_or(libc::ENOENT)?;
+            let attr = self.mem_attr(&db, inode)?;
+            drop(db);
+            let fh = self.new_fh(Handle::File {
+                inode,
+                wrote: false,
+                orphan: None,
+            });
+            return Ok((attr, fh));
+        }
         // The new file is held by its handle from the start: what is written through it
         // reaches the disk once the handle is closed, with the file itself.
         let applied = self.apply(&mut db, &Op::Create { path }, false)?;
@@ -539,6 +644,13 @@ impl FsService for Service {
     fn mkdir(&self, parent: KIno, name: &str) -> FsResult<NodeAttr> {
         let mut db = self.tree.lock();
         let path = self.child_path(&db, parent, name)?;
+        if let Some(c) = &self.cluster {
+            drop(db);
+            c.submit(&Op::Mkdir { path: path.clone() })?;
+            let db = self.tree.lock();
+            let inode = db.resolve(&path).ok_or(libc::ENOENT)?;
+            return self.mem_attr(&db, inode);
+        }
         let applied = self.apply(&mut db, &Op::Mkdir { path }, true)?;
         self.mem_attr(&db, applied.inode)
     }
@@ -546,6 +658,10 @@ impl FsService for Service {
     fn unlink(&self, parent: KIno, name: &str) -> FsResult<()> {
         let mut db = self.tree.lock();
         let path = self.child_path(&db, parent, name)?;
+        if let Some(c) = &self.cluster {
+            drop(db);
+            return c.submit(&Op::Delete { path }).map(|_| ());
+        }
         self.apply(&mut db, &Op::Delete { path }, true).map(|_| ())
     }
 
@@ -566,6 +682,10 @@ impl FsService for Service {
         let to = self.child_path(&db, newparent, newname)?;
         if noreplace && db.resolve(&to).is_some() {
             return Err(libc::EEXIST);
+        }
+        if let Some(c) = &self.cluster {
+            drop(db);
+            return c.submit(&Op::Rename { from, to }).map(|_| ());
         }
         self.apply(&mut db, &Op::Rename { from, to }, true)
             .map(|_| ())

@@ -91,6 +91,19 @@ impl Status {
         }
     }
 
+    /// The tree was replaced by a sync: every observed path may have changed (C
+    /// `record_memdb_reload`).
+    pub fn record_reload(&self) {
+        for c in self
+            .counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values_mut()
+        {
+            *c += 1;
+        }
+    }
+
     pub fn debug(&self) -> bool {
         self.debug.load(Ordering::Relaxed)
     }

@@ -96,6 +96,23 @@ fn retry<T>(tries: u32, mut f: impl FnMut() -> Result<T, CsError>) -> Result<T, 
     }
 }
 
+/// Wait up to `timeout_ms` for any of `fds` to become readable (or hung up); which are.
+/// Interrupted or failed waits report nothing ready.
+pub fn wait_readable(fds: &[RawFd], timeout_ms: i32) -> Vec<bool> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `pfds` is an initialized array of `pfds.len()` pollfd structs that outlives the
+    // call; poll only writes their `revents`.
+    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
+    pfds.iter().map(|p| n > 0 && p.revents != 0).collect()
+}
+
 /// One CPG handle for one group (C keeps it across leave and re-join).
 pub struct CpgConn {
     handle: cpg::Handle,

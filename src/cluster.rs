@@ -1,0 +1,491 @@
+//! Cluster mode: the service loop around the database DFSM, quorum and cmap (C `loop.c`,
+//! `dfsm.c`'s service functions, `quorum.c`, `confdb.c`).
+//!
+//! One thread runs the loop: it (re)connects to corosync (at most every 5 s, as C), polls the
+//! CPG and quorum descriptors, hands every callback to the DFSM in delivery order, and ticks
+//! the verify timer. FUSE threads call [`Cluster::submit`]: it multicasts under the loop's lock
+//! (so counts leave in order) and then waits, without any lock, until the loop has applied
+//! that very message here; the result is what memdb decided, on every node alike.
+//!
+//! Lock order: `inner` (the DFSM) before the tree. A FUSE thread never holds the tree's lock
+//! while it submits.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::ToSocketAddrs;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lwcfs_cpg::corosync::{self, ClusterConfig, CpgConn, QuorumConn};
+use lwcfs_cpg::dfsm::Effects;
+use lwcfs_cpg::transport::{Finished, Next};
+use lwcfs_cpg::{Dfsm, Driver, MemberId, Outcome, Transport, DCDB};
+use lwcfs_fuse::FsResult;
+use lwcfs_memdb::wire::{DcdbType, UnlockPayload};
+use lwcfs_memdb::{DcdbMsg, Op, TreePath};
+
+use crate::dcdb::Dcdb;
+use crate::service::Shared;
+
+/// C retries a service's initialization at most every 5 s.
+const RESTART_INTERVAL: Duration = Duration::from_secs(5);
+
+fn unix_now() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
+}
+
+pub struct ClusterOptions {
+    pub lock_timeout: u32,
+    /// Seconds between verify requests (C: 3600).
+    pub verify_interval: u32,
+}
+
+struct Inner {
+    dfsm: Dfsm<Dcdb>,
+    driver: Driver,
+    conn: Option<CpgConn>,
+    /// The group must be (re)joined: at start, after a leave, after corosync went away.
+    need_start: bool,
+    /// ERROR or VERSION_ERROR: never re-join until the daemon restarts.
+    stopped: bool,
+    last_start: Option<Instant>,
+}
+
+/// What `.members` shows.
+#[derive(Default)]
+struct Info {
+    config: Option<ClusterConfig>,
+    /// `clinfo_version`: bumped on every cmap read and membership change.
+    version: u64,
+}
+
+pub struct Cluster {
+    inner: Mutex<Inner>,
+    /// Senders waiting for their own message, by count.
+    waiting: Mutex<HashMap<u64, SyncSender<Outcome>>>,
+    quorate: Arc<AtomicBool>,
+    members: Arc<Mutex<Vec<MemberId>>>,
+    info: Mutex<Info>,
+    /// Messages this node sent and saw applied, for `lwcfs stats`.
+    sent: AtomicU64,
+    stop: AtomicBool,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    local_ip: Option<String>,
+}
+
+/// Does nothing: the DFSM's effects while no corosync connection exists are never sends.
+struct NoConn;
+
+impl Transport for NoConn {
+    type Error = ();
+    fn join(&mut self) -> Result<(), ()> {
+        Err(())
+    }
+    fn leave(&mut self) -> Result<(), ()> {
+        Err(())
+    }
+    fn mcast(&mut self, _msg: &[u8]) -> Result<(), ()> {
+        Err(())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Cluster {
+    /// Start the loop thread. Writes wait for quorum and for the first sync.
+    pub fn start(shared: Arc<Shared>, opts: ClusterOptions, nodename: &str) -> Arc<Cluster> {
+        let quorate = Arc::new(AtomicBool::new(false));
+        let members = Arc::new(Mutex::new(Vec::new()));
+        let app = Dcdb::new(shared, quorate.clone(), opts.lock_timeout, members.clone());
+        let mut cfg = DCDB.config();
+        cfg.verify_interval = Some(opts.verify_interval);
+        let dfsm = Dfsm::new(cfg, MemberId::new(0, std::process::id()), app, unix_now());
+        let local_ip = (nodename, 0)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.find(|a| !a.ip().is_loopback()))
+            .map(|a| a.ip().to_string());
+        let c = Arc::new(Cluster {
+            inner: Mutex::new(Inner {
+                dfsm,
+                driver: Driver::new(),
+                conn: None,
+                need_start: true,
+                stopped: false,
+                last_start: None,
+            }),
+            waiting: Mutex::new(HashMap::new()),
+            quorate,
+            members,
+            info: Mutex::new(Info::default()),
+            sent: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            thread: Mutex::new(None),
+            local_ip,
+        });
+        let me = c.clone();
+        let t = std::thread::Builder::new()
+            .name("cluster".into())
+            .spawn(move || me.run())
+            .expect("spawn the cluster thread");
+        *lock(&c.thread) = Some(t);
+        c
+    }
+
+    pub fn quorate(&self) -> bool {
+        self.quorate.load(Ordering::SeqCst)
+    }
+
+    /// C `dcdb_send_fuse_message` + `dfsm_send_message_sync`: `EACCES` without quorum, `EBUSY`
+    /// if the message could not be sent or was never applied here; otherwise memdb's result
+    /// (bytes written for a write).
+    pub fn submit(&self, op: &Op) -> FsResult<i32> {
+        if !self.quorate() {
+            return Err(libc::EACCES);
+        }
+        // Only a write over the 1 MiB limit cannot be carried: memdb's answer.
+        let msg = DcdbMsg::from_op(op).map_err(|_| libc::EFBIG)?;
+        let payload = msg.encode();
+        let rx = {
+            let mut g = lock(&self.inner);
+            let inner = &mut *g;
+            if inner.need_start {
+                return Err(libc::EBUSY);
+            }
+            let Some(conn) = inner.conn.as_mut() else {
+                return Err(libc::EBUSY);
+            };
+            let (tx, rx) = sync_channel(1);
+            let (count, finished) =
+                inner
+                    .driver
+                    .send(&mut inner.dfsm, conn, msg.subtype(), &payload, unix_now());
+            lock(&self.waiting).insert(count, tx);
+            self.finish(finished);
+            rx
+        };
+        match rx.recv() {
+            Ok(Outcome::Applied(r)) if r >= 0 => {
+                self.sent.fetch_add(1, Ordering::Relaxed);
+                Ok(r)
+            }
+            Ok(Outcome::Applied(r)) => Err(-r),
+            Ok(Outcome::NotProcessed) | Err(_) => Err(libc::EBUSY),
+        }
+    }
+
+    /// C `dcdb_send_unlock(request)`: ask the lowest-nodeid member to remove an expired lock;
+    /// nobody waits. Not sent without quorum.
+    pub fn unlock_request(&self, path: &TreePath, csum: [u8; 32]) {
+        if !self.quorate() {
+            return;
+        }
+        let msg = DcdbMsg::UnlockRequest(UnlockPayload::new(path, csum));
+        let mut g = lock(&self.inner);
+        let inner = &mut *g;
+        if inner.need_start {
+            return;
+        }
+        if let Some(conn) = inner.conn.as_mut() {
+            let now = unix_now();
+            let mut fx = Effects::new();
+            inner.dfsm.send_message(
+                DcdbType::UnlockRequest.to_wire(),
+                &msg.encode(),
+                now,
+                &mut fx,
+            );
+            let finished = inner.driver.execute(&mut inner.dfsm, conn, &mut fx, now);
+            self.finish(finished);
+        }
+    }
+
+    fn finish(&self, finished: Vec<Finished>) {
+        if finished.is_empty() {
+            return;
+        }
+        let mut w = lock(&self.waiting);
+        for (count, outcome) in finished {
+            if let Some(tx) = w.remove(&count) {
+                let _ = tx.send(outcome);
+            }
+        }
+    }
+
+    /// Stop the loop, leave the group, release every waiter (`EBUSY`).
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = lock(&self.thread).take() {
+            let _ = t.join();
+        }
+        let mut g = lock(&self.inner);
+        let inner = &mut *g;
+        let finished = match inner.conn.as_mut() {
+            Some(conn) => inner.driver.shutdown(&mut inner.dfsm, conn, unix_now()),
+            None => inner
+                .driver
+                .shutdown(&mut inner.dfsm, &mut NoConn, unix_now()),
+        };
+        self.finish(finished);
+        inner.conn = None;
+        // Whoever still waits gets EBUSY.
+        lock(&self.waiting).clear();
+    }
+
+    /// The service loop.
+    fn run(self: Arc<Self>) {
+        let mut quorum: Option<QuorumConn> = None;
+        let mut quorum_tried: Option<Instant> = None;
+        let mut last_tick = Instant::now();
+        while !self.stop.load(Ordering::SeqCst) {
+            if quorum.is_none() && quorum_tried.is_none_or(|t| t.elapsed() >= RESTART_INTERVAL) {
+                quorum_tried = Some(Instant::now());
+                match QuorumConn::connect() {
+                    Ok((q, quorate)) => {
+                        tracing::info!("quorum service connected (quorate: {quorate})");
+                        self.set_quorate(quorate);
+                        self.read_cmap();
+                        quorum = Some(q);
+                    }
+                    Err(e) => tracing::debug!("quorum_initialize failed: {e}"),
+                }
+            }
+            self.start_job();
+
+            // After a leave, C takes the descriptor out of the poll set until the restart.
+            let cpg_fd = {
+                let inner = lock(&self.inner);
+                inner
+                    .conn
+                    .as_ref()
+                    .filter(|_| !inner.need_start)
+                    .and_then(|c| c.fd().ok())
+            };
+            let q_fd = quorum.as_ref().and_then(|q| q.fd().ok());
+            let fds: Vec<i32> = cpg_fd.into_iter().chain(q_fd).collect();
+            let ready = if fds.is_empty() {
+                std::thread::sleep(Duration::from_millis(200));
+                Vec::new()
+            } else {
+                corosync::wait_readable(&fds, 200)
+            };
+            let mut i = 0;
+            if cpg_fd.is_some() {
+                if ready.get(i).copied().unwrap_or(false) {
+                    self.dispatch_cpg();
+                }
+                i += 1;
+            }
+            if q_fd.is_some() && ready.get(i).copied().unwrap_or(false) {
+                match quorum.as_mut().map(|q| q.dispatch()) {
+                    Some(Ok(Some(quorate))) => {
+                        self.set_quorate(quorate);
+                        self.read_cmap();
+                    }
+                    Some(Ok(None)) | None => {}
+                    Some(Err(e)) => {
+                        tracing::error!("quorum_dispatch failed: {e}");
+                        self.set_quorate(false);
+                        quorum = None;
+                    }
+                }
+            }
+            if last_tick.elapsed() >= Duration::from_secs(1) {
+                last_tick = Instant::now();
+                let mut g = lock(&self.inner);
+                let inner = &mut *g;
+                if !inner.need_start {
+                    if let Some(conn) = inner.conn.as_mut() {
+                        let f = inner.driver.timer(&mut inner.dfsm, conn, unix_now());
+                        self.finish(f);
+                    }
+                }
+            }
+        }
+        drop(quorum);
+    }
+
+    fn set_quorate(&self, q: bool) {
+        if self.quorate.swap(q, Ordering::SeqCst) != q {
+            tracing::info!("node has {} quorum", if q { "" } else { "lost" });
+        }
+    }
+
+    fn read_cmap(&self) {
+        match corosync::read_cluster() {
+            Ok(cfg) => {
+                let mut info = lock(&self.info);
+                info.config = Some(cfg);
+                info.version += 1;
+            }
+            Err(e) => tracing::warn!("cmap read failed: {e}"),
+        }
+    }
+
+    /// C's start job for the DFSM: connect if needed, initialize and join, at most every 5 s.
+    fn start_job(&self) {
+        let mut g = lock(&self.inner);
+        let inner = &mut *g;
+        if !inner.need_start || inner.stopped {
+            return;
+        }
+        if inner
+            .last_start
+            .is_some_and(|t| t.elapsed() < RESTART_INTERVAL)
+        {
+            return;
+        }
+        inner.last_start = Some(Instant::now());
+        if inner.conn.is_none() {
+            match CpgConn::connect(&DCDB) {
+                Ok(c) => inner.conn = Some(c),
+                Err(e) => {
+                    tracing::debug!("cpg_initialize failed: {e}");
+                    return;
+                }
+            }
+        }
+        let Some(conn) = inner.conn.as_mut() else {
+            return;
+        };
+        let local = match conn.local() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("cpg_local_get failed: {e}");
+                inner.conn = None;
+                return;
+            }
+        };
+        match inner.driver.start(&mut inner.dfsm, conn, local, unix_now()) {
+            Ok(finished) => {
+                inner.need_start = false;
+                tracing::info!("joined {} as {local}", DCDB.name);
+                self.finish(finished);
+            }
+            Err(lwcfs_cpg::transport::StartError::NotRestartable(e)) => {
+                tracing::error!("{e}");
+                inner.stopped = true;
+            }
+            Err(lwcfs_cpg::transport::StartError::Join(e)) => {
+                tracing::error!("cpg_join failed: {e}");
+                inner.conn = None;
+            }
+        }
+    }
+
+    fn dispatch_cpg(&self) {
+        let mut g = lock(&self.inner);
+        let inner = &mut *g;
+        let Some(conn) = inner.conn.as_mut() else {
+            return;
+        };
+        let events = match conn.dispatch() {
+            Ok(ev) => ev,
+            Err(e) => {
+                // Corosync went away: drop the handle, release every waiter (EBUSY), and
+                // start over once it is back.
+                tracing::error!("cpg_dispatch failed: {e}");
+                inner.conn = None;
+                inner.need_start = true;
+                let mut fx = Effects::new();
+                let local = inner.dfsm.local();
+                if inner.dfsm.initialize(local, &mut fx).is_err() {
+                    inner.stopped = true;
+                }
+                let f = inner
+                    .driver
+                    .execute(&mut inner.dfsm, &mut NoConn, &mut fx, unix_now());
+                self.finish(f);
+                self.set_quorate(false);
+                return;
+            }
+        };
+        for ev in &events {
+            let now = unix_now();
+            let Some(conn) = inner.conn.as_mut() else {
+                break;
+            };
+            let (finished, next) = inner.driver.dispatch(&mut inner.dfsm, conn, ev, now);
+            self.finish(finished);
+            for e in inner.driver.take_observed() {
+                if let lwcfs_cpg::Effect::ModeChanged { to, cause, .. } = e {
+                    tracing::info!("{} ({cause:?})", to.log_text());
+                }
+            }
+            match next {
+                Next::Continue => {}
+                Next::Restart => {
+                    inner.need_start = true;
+                    inner.last_start = Some(Instant::now());
+                }
+                Next::Stop => {
+                    inner.need_start = true;
+                    inner.stopped = true;
+                }
+            }
+        }
+        if !events.is_empty() {
+            lock(&self.info).version += u64::from(
+                events
+                    .iter()
+                    .any(|e| matches!(e, lwcfs_cpg::CpgEvent::Confchg { .. })),
+            );
+        }
+    }
+
+    /// `.members` (C `cfs_create_memberlist_msg`, cluster.md §7.3). `online` is membership of
+    /// the database group (the status group is not joined yet).
+    pub fn members_json(&self, nodename: &str) -> String {
+        let info = lock(&self.info);
+        let online: Vec<u32> = lock(&self.members).iter().map(|m| m.nodeid.0).collect();
+        let mut s = String::new();
+        let _ = write!(
+            s,
+            "{{\n\"nodename\": \"{nodename}\",\n\"version\": {}",
+            info.version
+        );
+        let Some(cfg) = info.config.as_ref().filter(|c| !c.nodes.is_empty()) else {
+            s.push_str("\n}\n");
+            return s;
+        };
+        let _ = write!(
+            s,
+            ",\n\"cluster\": {{ \"name\": \"{}\", \"version\": {}, \"nodes\": {}, \"quorate\": {} }},\n\"nodelist\": {{\n",
+            cfg.name,
+            cfg.config_version as u32,
+            cfg.nodes.len(),
+            u8::from(self.quorate())
+        );
+        let rows: Vec<String> = cfg
+            .nodes
+            .iter()
+            .map(|n| {
+                let ip = if n.name == nodename {
+                    self.local_ip
+                        .as_ref()
+                        .map(|ip| format!(", \"ip\": \"{ip}\""))
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                format!(
+                    "  \"{}\": {{ \"id\": {}, \"online\": {}{ip}}}",
+                    n.name,
+                    n.nodeid,
+                    u8::from(online.contains(&n.nodeid))
+                )
+            })
+            .collect();
+        s.push_str(&rows.join(",\n"));
+        s.push_str("\n  }\n}\n");
+        s
+    }
+}
