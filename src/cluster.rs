@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lwcfs_cpg::corosync::{self, ClusterConfig, CpgConn, QuorumConn};
-use lwcfs_cpg::dfsm::Effects;
+use lwcfs_cpg::dfsm::{Effects, VerifyOutcome};
 use lwcfs_cpg::transport::{Finished, Next};
 use lwcfs_cpg::{Dfsm, Driver, MemberId, Outcome, Transport, DCDB};
 use lwcfs_fuse::FsResult;
@@ -416,8 +416,22 @@ impl Cluster {
             let (finished, next) = inner.driver.dispatch(&mut inner.dfsm, conn, ev, now);
             self.finish(finished);
             for e in inner.driver.take_observed() {
-                if let lwcfs_cpg::Effect::ModeChanged { to, cause, .. } = e {
-                    tracing::info!("{} ({cause:?})", to.log_text());
+                match e {
+                    lwcfs_cpg::Effect::ModeChanged { to, cause, .. } => {
+                        tracing::info!("{} ({cause:?})", to.log_text());
+                    }
+                    lwcfs_cpg::Effect::Verified { csum_id, outcome } => match outcome {
+                        VerifyOutcome::Ok => {
+                            tracing::info!("data verification successful ({csum_id})")
+                        }
+                        VerifyOutcome::Mismatch => {
+                            tracing::error!("wrong checksum ({csum_id}) - restarting")
+                        }
+                        VerifyOutcome::Skipped => {
+                            tracing::info!("skip verification - no checksum saved")
+                        }
+                    },
+                    _ => {}
                 }
             }
             match next {
@@ -439,6 +453,22 @@ impl Cluster {
                     .any(|e| matches!(e, lwcfs_cpg::CpgEvent::Confchg { .. })),
             );
         }
+    }
+
+    /// For `lwcfs stats`: quorum, the DFSM's mode, the group's members.
+    pub fn status_json(&self) -> serde_json::Value {
+        let (mode, joined) = {
+            let inner = lock(&self.inner);
+            (format!("{:?}", inner.dfsm.mode()), !inner.need_start)
+        };
+        let members: Vec<String> = lock(&self.members).iter().map(|m| m.to_string()).collect();
+        serde_json::json!({
+            "quorate": self.quorate(),
+            "joined": joined,
+            "mode": mode,
+            "members": members,
+            "applied_own": self.sent.load(Ordering::Relaxed),
+        })
     }
 
     /// `.members` (C `cfs_create_memberlist_msg`, cluster.md §7.3). `online` is membership of

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use lwcfs_backend::WriterHandle;
 
+use crate::cluster::Cluster;
 use crate::service::Tree;
 
 pub struct ControlServer {
@@ -18,7 +19,12 @@ pub struct ControlServer {
 
 impl ControlServer {
     /// Bind the socket (replacing a stale one) and serve it from a thread.
-    pub fn start(path: &Path, writer: Arc<WriterHandle>, tree: Arc<Tree>) -> std::io::Result<Self> {
+    pub fn start(
+        path: &Path,
+        writer: Arc<WriterHandle>,
+        tree: Arc<Tree>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> std::io::Result<Self> {
         if path.exists() {
             if UnixStream::connect(path).is_ok() {
                 return Err(std::io::Error::new(
@@ -36,7 +42,7 @@ impl ControlServer {
             .name("control".into())
             .spawn(move || {
                 for conn in listener.incoming().flatten() {
-                    if let Err(e) = serve(conn, &writer, &tree) {
+                    if let Err(e) = serve(conn, &writer, &tree, cluster.as_deref()) {
                         tracing::debug!("control connection: {e}");
                     }
                 }
@@ -53,11 +59,16 @@ impl Drop for ControlServer {
     }
 }
 
-fn serve(conn: UnixStream, writer: &WriterHandle, tree: &Tree) -> std::io::Result<()> {
+fn serve(
+    conn: UnixStream,
+    writer: &WriterHandle,
+    tree: &Tree,
+    cluster: Option<&Cluster>,
+) -> std::io::Result<()> {
     let mut line = String::new();
     BufReader::new(&conn).read_line(&mut line)?;
     let reply = match line.trim() {
-        "stats" => stats_json(writer, tree).to_string(),
+        "stats" => stats_json(writer, tree, cluster).to_string(),
         "flush" => match writer.flush() {
             Ok(()) => "ok".to_owned(),
             Err(e) => format!("error: {e}"),
@@ -68,7 +79,7 @@ fn serve(conn: UnixStream, writer: &WriterHandle, tree: &Tree) -> std::io::Resul
     writeln!(w, "{reply}")
 }
 
-fn stats_json(writer: &WriterHandle, tree: &Tree) -> serde_json::Value {
+fn stats_json(writer: &WriterHandle, tree: &Tree, cluster: Option<&Cluster>) -> serde_json::Value {
     let s = writer.stats();
     let db = tree.lock();
     serde_json::json!({
@@ -84,6 +95,9 @@ fn stats_json(writer: &WriterHandle, tree: &Tree) -> serde_json::Value {
         "failed": writer.failed(),
         "version": db.version(),
         "entries": db.len(),
+        // The verify checksum (C's), to compare nodes.
+        "checksum": db.compute_checksum().iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        "cluster": cluster.map(Cluster::status_json),
     })
 }
 

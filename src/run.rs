@@ -202,7 +202,12 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
         ))
     })?;
 
-    let control = match ControlServer::start(&args.paths.control_socket(), writer.clone(), tree) {
+    let control = match ControlServer::start(
+        &args.paths.control_socket(),
+        writer.clone(),
+        tree,
+        cluster.clone(),
+    ) {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::error!(

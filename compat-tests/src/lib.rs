@@ -6,6 +6,8 @@
 //! - [`sandbox`]: one daemon per test, in its own mount, network and UTS namespaces, with `/run`,
 //!   `/var/lib/pve-cluster`, `/etc/pve`, `/etc/hosts` and `/etc/corosync` taken from a per-test
 //!   temporary directory; a guard that stops it on every exit path.
+//! - [`rig`]: a real Corosync cluster of N nodes in network namespaces (a hub bridge, one
+//!   namespace per node, Corosync and a daemon per node), torn down by PID on every exit path.
 //! - [`db`]: reading `config.db` from outside (rows, schema, integrity) and rebuilding the tree.
 //! - [`walk`]: a snapshot of a tree as the kernel shows it (kinds, modes, owners, times, bytes).
 //! - [`history`]: the states each file had during a write loop, to judge what a crash left.
@@ -20,6 +22,7 @@ pub mod db;
 pub mod history;
 pub mod ops;
 pub mod probe;
+pub mod rig;
 pub mod rng;
 pub mod sandbox;
 pub mod walk;

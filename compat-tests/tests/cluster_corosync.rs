@@ -1,0 +1,366 @@
+//! The cluster tier: lwcfs nodes on a real Corosync cluster in network namespaces
+//! (`lwcfs_compat_tests::rig`). Needs root, /dev/fuse, iproute2 and corosync; run by
+//! `compat-tests/run-all.sh` (feature `cluster`).
+#![cfg(feature = "cluster")]
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lwcfs_compat_tests::ops;
+use lwcfs_compat_tests::rig::Rig;
+use lwcfs_compat_tests::sandbox::wait_until;
+use nix::sys::signal::Signal;
+
+/// Options every lwcfs node gets: short lock timeout and verify period for the tests.
+const FAST: &[&str] = &["--lock-timeout", "3", "--verify-interval", "5"];
+
+fn errno<T>(r: std::io::Result<T>) -> i32 {
+    match r {
+        Ok(_) => 0,
+        Err(e) => e.raw_os_error().unwrap_or(-1),
+    }
+}
+
+/// A 3-node cluster of lwcfs nodes, synced.
+fn cluster(n: usize, args: &[&str]) -> Rig {
+    let mut rig = Rig::new(n);
+    rig.start_all_corosync();
+    for i in 1..=n {
+        rig.start_daemon(i, args);
+    }
+    rig.converge(&(1..=n).collect::<Vec<_>>());
+    rig
+}
+
+/// Stop every node and require identical `tree` rows in every database.
+fn stop_and_compare(mut rig: Rig, nodes: &[usize]) {
+    for &i in nodes {
+        rig.stop_daemon(i);
+    }
+    let first = rig.tree_rows(nodes[0]);
+    for &i in &nodes[1..] {
+        assert_eq!(
+            rig.tree_rows(i),
+            first,
+            "database of node {i} differs from node {}",
+            nodes[0]
+        );
+    }
+}
+
+fn same_everywhere(rig: &Rig, nodes: &[usize], rel: &str) -> (Vec<u8>, u32, i64) {
+    let m = fs::metadata(rig.p(nodes[0], rel)).unwrap();
+    let want = (
+        fs::read(rig.p(nodes[0], rel)).unwrap(),
+        m.permissions().mode(),
+        m.mtime(),
+    );
+    for &i in &nodes[1..] {
+        let m = fs::metadata(rig.p(i, rel)).unwrap_or_else(|e| panic!("node {i} {rel}: {e}"));
+        let got = (
+            fs::read(rig.p(i, rel)).unwrap(),
+            m.permissions().mode(),
+            m.mtime(),
+        );
+        assert_eq!(got, want, "{rel} on node {i}");
+    }
+    want
+}
+
+#[test]
+fn cluster_replicates_every_operation_with_the_same_errno() {
+    let rig = cluster(3, FAST);
+    let all = [1, 2, 3];
+    // Write on 1, read everywhere: bytes, mode, mtime.
+    fs::write(rig.p(1, "a.cfg"), b"hello cluster\n").unwrap();
+    rig.converge(&all);
+    same_everywhere(&rig, &all, "a.cfg");
+    // Every node applies each change in the same order; the others may apply it a moment
+    // after the writer's call returned, so compare after they converged.
+    fs::create_dir(rig.p(2, "nodes")).unwrap();
+    fs::create_dir(rig.p(2, "nodes/node1")).unwrap();
+    fs::create_dir(rig.p(3, "nodes/node1/qemu-server")).unwrap();
+    fs::write(
+        rig.p(3, "nodes/node1/qemu-server/100.conf"),
+        b"memory: 512\n",
+    )
+    .unwrap();
+    fs::rename(rig.p(1, "a.cfg"), rig.p(1, "nodes/b.cfg")).unwrap();
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(rig.p(2, "nodes/b.cfg"))
+        .unwrap();
+    f.set_len(5).unwrap();
+    drop(f);
+    ops::utime(&rig.p(3, "nodes/b.cfg"), 1_000_000, 1_234_567).unwrap();
+    rig.converge(&all);
+    let (data, _, mtime) = same_everywhere(&rig, &all, "nodes/b.cfg");
+    assert_eq!(data, b"hello");
+    assert_eq!(mtime, 1_234_567);
+    same_everywhere(&rig, &all, "nodes/node1/qemu-server/100.conf");
+    for i in all {
+        assert!(!rig.p(i, "a.cfg").exists(), "a.cfg still on node {i}");
+        let vmlist = fs::read_to_string(rig.p(i, ".vmlist")).unwrap();
+        assert!(vmlist.contains("\"100\""), "node {i} .vmlist: {vmlist}");
+    }
+    // The same failing operation fails the same way on every node.
+    for i in all {
+        assert_eq!(
+            errno(fs::create_dir(rig.p(i, "nodes"))),
+            libc::EEXIST,
+            "node {i}"
+        );
+        assert_eq!(
+            errno(fs::remove_file(rig.p(i, "missing"))),
+            libc::ENOENT,
+            "node {i}"
+        );
+        assert_eq!(
+            errno(fs::remove_dir(rig.p(i, "nodes/node1"))),
+            libc::ENOTEMPTY,
+            "node {i}"
+        );
+        assert_eq!(
+            errno(fs::write(rig.p(i, "big"), vec![7u8; (1 << 20) + 1])),
+            libc::EFBIG,
+            "node {i}"
+        );
+    }
+    fs::remove_file(rig.p(3, "big")).ok();
+    fs::remove_file(rig.p(1, "nodes/node1/qemu-server/100.conf")).unwrap();
+    fs::remove_dir(rig.p(2, "nodes/node1/qemu-server")).unwrap();
+    let sum = rig.converge(&all);
+    // .members: every node online, quorate.
+    let members = fs::read_to_string(rig.p(2, ".members")).unwrap();
+    assert!(members.contains("\"quorate\": 1"), "{members}");
+    assert_eq!(members.matches("\"online\": 1").count(), 3, "{members}");
+    // The hourly verify (every 5 s here) finds every node in agreement.
+    assert!(
+        wait_until(Duration::from_secs(20), || rig
+            .daemon_log(1)
+            .contains("data verification successful")),
+        "no successful verify on node 1"
+    );
+    for i in all {
+        assert!(
+            !rig.daemon_log(i).contains("wrong checksum"),
+            "node {i} log"
+        );
+    }
+    assert_eq!(rig.stats(3)["checksum"], sum.as_str());
+    stop_and_compare(rig, &all);
+}
+
+#[test]
+fn cluster_concurrent_writers_on_all_nodes_converge() {
+    let rig = Arc::new(cluster(3, FAST));
+    let threads: Vec<_> = (1..=3)
+        .map(|i| {
+            let rig = rig.clone();
+            std::thread::spawn(move || {
+                for k in 0..40 {
+                    fs::write(rig.p(i, &format!("n{i}-{k}")), format!("{i}:{k}\n")).unwrap();
+                    // All nodes fight over the same file, too.
+                    let mut f = fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(rig.p(i, "shared"))
+                        .unwrap();
+                    f.write_all(format!("{i}:{k};").as_bytes()).unwrap();
+                    if k % 10 == 9 {
+                        let _ = fs::remove_file(rig.p(i, &format!("n{i}-{}", k - 5)));
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    rig.converge(&[1, 2, 3]);
+    same_everywhere(&rig, &[1, 2, 3], "shared");
+    let rig = Arc::into_inner(rig).expect("threads done");
+    stop_and_compare(rig, &[1, 2, 3]);
+}
+
+#[test]
+fn cluster_locks_expire_on_the_lowest_node_and_unlock_requests_remove_them() {
+    let rig = cluster(3, FAST);
+    for d in ["priv", "priv/lock"] {
+        fs::create_dir(rig.p(1, d)).unwrap();
+    }
+    fs::create_dir(rig.p(2, "priv/lock/vm-100")).unwrap();
+    assert_eq!(
+        errno(fs::create_dir(rig.p(3, "priv/lock/vm-100"))),
+        libc::EEXIST
+    );
+    // Not expired yet: the request is refused (the mtime of a lock may not go back).
+    assert_eq!(
+        errno(ops::utime(&rig.p(3, "priv/lock/vm-100"), 0, 0)),
+        libc::EACCES
+    );
+    // The owner refreshes it: only the owner may.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    ops::utime(&rig.p(2, "priv/lock/vm-100"), now, now).unwrap();
+    assert_eq!(
+        errno(ops::utime(&rig.p(3, "priv/lock/vm-100"), now + 1, now + 1)),
+        libc::EACCES
+    );
+    // Unchanged for longer than the timeout (3 s here): the next request removes it on
+    // every node (decided by node 1, the lowest node id).
+    std::thread::sleep(Duration::from_secs(5));
+    let _ = ops::utime(&rig.p(3, "priv/lock/vm-100"), 0, 0);
+    // The first request after expiry may only start node 1's timer; ask until it is gone.
+    let gone = wait_until(Duration::from_secs(15), || {
+        if rig.p(3, "priv/lock/vm-100").exists() {
+            let _ = ops::utime(&rig.p(3, "priv/lock/vm-100"), 0, 0);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        (1..=3).all(|i| !rig.p(i, "priv/lock/vm-100").exists())
+    });
+    assert!(gone, "expired lock not removed");
+    fs::create_dir(rig.p(3, "priv/lock/vm-100")).unwrap();
+    rig.converge(&[1, 2, 3]);
+    stop_and_compare(rig, &[1, 2, 3]);
+}
+
+#[test]
+fn cluster_stopped_and_killed_nodes_resync() {
+    let mut rig = cluster(3, FAST);
+    fs::write(rig.p(1, "before"), b"1").unwrap();
+    rig.stop_daemon(3);
+    for k in 0..20 {
+        fs::write(rig.p(1 + k % 2, &format!("while-down-{k}")), b"x").unwrap();
+    }
+    fs::remove_file(rig.p(2, "before")).unwrap();
+    rig.converge(&[1, 2]);
+    rig.start_daemon(3, FAST);
+    rig.converge(&[1, 2, 3]);
+    assert!(rig.p(3, "while-down-19").exists());
+    assert!(!rig.p(3, "before").exists());
+
+    // A write storm on 1 and 3; node 3 killed in the middle of it, then restarted.
+    let stop = Arc::new(AtomicBool::new(false));
+    let storm = {
+        let stop = stop.clone();
+        let m1 = rig.mnt(1);
+        std::thread::spawn(move || {
+            let mut k = 0u32;
+            while !stop.load(Ordering::SeqCst) {
+                fs::write(m1.join(format!("storm-{}", k % 50)), k.to_string()).unwrap();
+                k += 1;
+            }
+            k
+        })
+    };
+    let m3 = rig.mnt(3);
+    let storm3 = std::thread::spawn(move || {
+        // Ends with an error once the daemon is gone.
+        for k in 0.. {
+            if fs::write(m3.join(format!("s3-{}", k % 20)), b"y").is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    rig.kill_daemon(3);
+    let _ = storm3.join();
+    std::thread::sleep(Duration::from_millis(500));
+    rig.start_daemon(3, FAST);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let written = storm.join().unwrap();
+    assert!(written > 10, "the storm wrote only {written} files");
+    rig.converge(&[1, 2, 3]);
+    stop_and_compare(rig, &[1, 2, 3]);
+}
+
+#[test]
+fn cluster_partition_denies_writes_without_quorum_and_heals() {
+    let rig = cluster(3, FAST);
+    fs::write(rig.p(3, "pre"), b"0").unwrap();
+    rig.link(3, false);
+    // Corosync needs a few seconds to see the loss; then node 3 refuses at once.
+    let lost = wait_until(Duration::from_secs(30), || {
+        rig.stats(3)["cluster"]["quorate"] == false
+    });
+    assert!(lost, "node 3 never lost quorum");
+    assert_eq!(errno(fs::write(rig.p(3, "x"), b"1")), libc::EACCES);
+    assert_eq!(errno(fs::create_dir(rig.p(3, "d"))), libc::EACCES);
+    assert_eq!(errno(fs::remove_file(rig.p(3, "pre"))), libc::EACCES);
+    // Files of an inquorate node show read-only modes, as C shows them.
+    let mode = fs::metadata(rig.p(3, "pre")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode & 0o222, 0, "mode {mode:o} without quorum");
+    // The majority keeps working.
+    let ok = wait_until(Duration::from_secs(30), || {
+        rig.synced(1, 2) && rig.synced(2, 2)
+    });
+    assert!(ok, "nodes 1 and 2 did not settle without node 3");
+    fs::write(rig.p(1, "majority"), b"1").unwrap();
+    fs::write(rig.p(2, "pre"), b"changed").unwrap();
+    rig.link(3, true);
+    rig.converge(&[1, 2, 3]);
+    assert_eq!(fs::read(rig.p(3, "pre")).unwrap(), b"changed");
+    assert!(rig.p(3, "majority").exists());
+    stop_and_compare(rig, &[1, 2, 3]);
+}
+
+#[test]
+fn cluster_corosync_loss_releases_writers_with_ebusy_and_rejoins() {
+    let mut rig = cluster(3, FAST);
+    // Block node 3's corosync, start a write there (it waits for its own message), then
+    // kill corosync: the writer is released with EBUSY.
+    rig.signal_corosync(3, Signal::SIGSTOP);
+    let m3 = rig.mnt(3);
+    let writer = std::thread::spawn(move || errno(fs::create_dir(m3.join("blocked"))));
+    std::thread::sleep(Duration::from_millis(500));
+    rig.signal_corosync(3, Signal::SIGKILL);
+    let got = writer.join().unwrap();
+    assert_eq!(got, libc::EBUSY, "blocked writer");
+    assert!(
+        wait_until(Duration::from_secs(10), || rig.stats(3)["cluster"]
+            ["quorate"]
+            == false),
+        "node 3 still quorate without corosync"
+    );
+    assert_eq!(errno(fs::write(rig.p(3, "new"), b"1")), libc::EACCES);
+    // Meanwhile 1 and 2 go on.
+    fs::write(rig.p(1, "while-gone"), b"1").unwrap();
+    // Corosync back: lwcfs reconnects by itself and resyncs.
+    rig.start_corosync(3);
+    rig.converge(&[1, 2, 3]);
+    assert!(rig.p(3, "while-gone").exists());
+    fs::write(rig.p(3, "after"), b"1").unwrap();
+    rig.converge(&[1, 2, 3]);
+    stop_and_compare(rig, &[1, 2, 3]);
+}
+
+/// C's real lock timeout: a lock left alone is removable after 120 s, not before.
+#[test]
+fn cluster_lock_real_120s_expiry() {
+    let rig = cluster(2, &[]);
+    for d in ["priv", "priv/lock", "priv/lock/real"] {
+        fs::create_dir(rig.p(1, d)).unwrap();
+    }
+    let lock = rig.p(2, "priv/lock/real");
+    // The first request starts node 1's timer if it had none.
+    let _ = ops::utime(&lock, 0, 0);
+    std::thread::sleep(Duration::from_secs(100));
+    assert_eq!(errno(ops::utime(&lock, 0, 0)), libc::EACCES);
+    assert!(lock.exists(), "lock removed before 120 s");
+    std::thread::sleep(Duration::from_secs(23));
+    let gone = wait_until(Duration::from_secs(10), || {
+        let _ = ops::utime(&lock, 0, 0);
+        std::thread::sleep(Duration::from_millis(300));
+        !rig.p(1, "priv/lock/real").exists() && !lock.exists()
+    });
+    assert!(gone, "lock not removed after 120 s");
+    stop_and_compare(rig, &[1, 2]);
+}
