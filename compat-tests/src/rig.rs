@@ -327,8 +327,15 @@ impl Rig {
         }
     }
 
-    /// Start node `i`'s daemon (`-f` plus `args`) and wait until its mount serves.
+    /// Start node `i`'s lwcfs (`-f` plus `args`) and wait until its mount serves.
     pub fn start_daemon(&mut self, i: usize, args: &[&str]) {
+        let bin = self.bin.clone();
+        self.start_daemon_bin(i, &bin, args);
+    }
+
+    /// Start any pmxcfs binary as node `i`'s daemon (`-f` plus `args`; C's fixed paths are
+    /// bound to the node's directories) and wait until its mount serves.
+    pub fn start_daemon_bin(&mut self, i: usize, bin: &Path, args: &[&str]) {
         let log = self.log(i, "daemon");
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns(i)])
@@ -343,7 +350,7 @@ impl Rig {
             .args(["sh", "-c", DAEMON_SCRIPT, "sh"])
             .arg(self.node_dir(i))
             .arg(format!("node{i}"))
-            .arg(&self.bin)
+            .arg(bin)
             .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))

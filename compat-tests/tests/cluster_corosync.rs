@@ -364,3 +364,104 @@ fn cluster_lock_real_120s_expiry() {
     assert!(gone, "lock not removed after 120 s");
     stop_and_compare(rig, &[1, 2]);
 }
+
+/// Mixed clusters with the C daemon (cluster.md §9 items 4, 6, 7, 8, 11): run by hand with
+/// `PMXCFS_BIN=/path/to/pmxcfs cargo test -p lwcfs-compat-tests --features cluster --test
+/// cluster_corosync -- --ignored` (the C daemon is not installable on the CI machine).
+#[test]
+#[ignore = "needs a C pmxcfs binary in PMXCFS_BIN"]
+fn cluster_mixed_with_c_nodes() {
+    let c_bin = std::path::PathBuf::from(
+        std::env::var_os("PMXCFS_BIN").expect("set PMXCFS_BIN to a C pmxcfs binary"),
+    );
+    // lwcfs as the lowest node id (it sends SYNC_START and VERIFY_REQUEST), then C as it.
+    for lw in [1, 3] {
+        let mut rig = Rig::new(3);
+        rig.start_all_corosync();
+        for i in 1..=3 {
+            if i == lw {
+                rig.start_daemon(i, FAST);
+            } else {
+                rig.start_daemon_bin(i, &c_bin, &[]);
+            }
+        }
+        let ok = wait_until(Duration::from_secs(40), || rig.synced(lw, 3));
+        assert!(ok, "lwcfs node {lw} not synced with the C nodes");
+        let all = [1, 2, 3];
+        for i in all {
+            fs::write(rig.p(i, &format!("from-{i}")), format!("written on {i}\n")).unwrap();
+        }
+        fs::create_dir(rig.p(1, "nodes")).unwrap();
+        fs::create_dir(rig.p(2, "nodes/n")).unwrap();
+        fs::write(rig.p(3, "nodes/n/f"), b"0123456789").unwrap();
+        fs::rename(rig.p(lw, "from-2"), rig.p(lw, "nodes/moved")).unwrap();
+        ops::truncate(&rig.p(2, "nodes/n/f"), 4).unwrap();
+        ops::utime(&rig.p(3, "nodes/moved"), 5, 7_654_321).unwrap();
+        for i in all {
+            assert_eq!(
+                errno(fs::create_dir(rig.p(i, "nodes"))),
+                libc::EEXIST,
+                "node {i}"
+            );
+            assert_eq!(
+                errno(fs::remove_dir(rig.p(i, "nodes/n"))),
+                libc::ENOTEMPTY,
+                "node {i}"
+            );
+            assert_eq!(
+                errno(fs::remove_file(rig.p(i, "nope"))),
+                libc::ENOENT,
+                "node {i}"
+            );
+            assert_eq!(
+                errno(fs::write(rig.p(i, "big"), vec![1u8; (1 << 20) + 1])),
+                libc::EFBIG,
+                "node {i}"
+            );
+        }
+        // Locks: made on a C node, refused to refresh from another node.
+        let c = if lw == 1 { 2 } else { 1 };
+        for d in ["priv", "priv/lock", "priv/lock/mixed"] {
+            fs::create_dir(rig.p(c, d)).unwrap();
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!(wait_until(Duration::from_secs(5), || rig
+            .p(lw, "priv/lock/mixed")
+            .exists()));
+        assert_eq!(
+            errno(ops::utime(&rig.p(lw, "priv/lock/mixed"), now, now)),
+            libc::EACCES
+        );
+        std::thread::sleep(Duration::from_secs(6));
+        for i in all {
+            let _ = fs::remove_file(rig.p(i, "big"));
+        }
+        // Everyone has the same view, read through every mount.
+        for rel in ["from-1", "from-3", "nodes/moved", "nodes/n/f"] {
+            same_everywhere(&rig, &all, rel);
+        }
+        if lw == 1 {
+            // lwcfs asks for a verify every 5 s: the C nodes agree.
+            let ok = wait_until(Duration::from_secs(20), || {
+                [2, 3]
+                    .iter()
+                    .all(|&i| rig.daemon_log(i).contains("data verification successful"))
+            });
+            assert!(ok, "C nodes did not verify successfully");
+        }
+        for i in all {
+            let log = rig.daemon_log(i);
+            for bad in [
+                "wrong checksum",
+                "leaving CPG group",
+                "detected newer protocol",
+            ] {
+                assert!(!log.contains(bad), "node {i} logged {bad:?}:\n{log}");
+            }
+        }
+        stop_and_compare(rig, &all);
+    }
+}
