@@ -7,7 +7,7 @@
 //! (so counts leave in order) and then waits, without any lock, until the loop has applied
 //! that very message here; the result is what memdb decided, on every node alike.
 //!
-//! Lock order: `inner` (the DFSM) before the tree. A FUSE thread never holds the tree's lock
+//! Lock order: a group (its DFSM) before the tree. A FUSE thread never holds the tree's lock
 //! while it submits.
 
 use std::collections::HashMap;
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use lwcfs_cpg::corosync::{self, ClusterConfig, CpgConn, QuorumConn};
 use lwcfs_cpg::dfsm::{Effects, VerifyOutcome};
 use lwcfs_cpg::transport::{Finished, Next};
-use lwcfs_cpg::{Dfsm, Driver, MemberId, Outcome, Transport, DCDB};
+use lwcfs_cpg::{App, CpgEvent, Dfsm, Driver, Effect, MemberId, Outcome, Transport, DCDB};
 use lwcfs_fuse::FsResult;
 use lwcfs_memdb::wire::{DcdbType, UnlockPayload};
 use lwcfs_memdb::{DcdbMsg, Op, TreePath};
@@ -46,8 +46,10 @@ pub struct ClusterOptions {
     pub verify_interval: u32,
 }
 
-struct Inner {
-    dfsm: Dfsm<Dcdb>,
+/// One CPG group's service state (C: one DFSM service of the loop).
+struct Group<A> {
+    spec: lwcfs_cpg::Group,
+    dfsm: Dfsm<A>,
     driver: Driver,
     conn: Option<CpgConn>,
     /// The group must be (re)joined: at start, after a leave, after corosync went away.
@@ -55,6 +57,198 @@ struct Inner {
     /// ERROR or VERSION_ERROR: never re-join until the daemon restarts.
     stopped: bool,
     last_start: Option<Instant>,
+}
+
+impl<A: App> Group<A> {
+    fn new(spec: lwcfs_cpg::Group, cfg: lwcfs_cpg::Config, app: A) -> Group<A> {
+        Group {
+            spec,
+            dfsm: Dfsm::new(cfg, MemberId::new(0, std::process::id()), app, unix_now()),
+            driver: Driver::new(),
+            conn: None,
+            need_start: true,
+            stopped: false,
+            last_start: None,
+        }
+    }
+
+    /// The joined connection, if any.
+    fn joined(&mut self) -> Option<&mut CpgConn> {
+        if self.need_start {
+            return None;
+        }
+        self.conn.as_mut()
+    }
+
+    /// The descriptor to poll: after a leave, C takes it out of the poll set until the restart.
+    fn fd(&self) -> Option<i32> {
+        if self.need_start {
+            return None;
+        }
+        self.conn.as_ref().and_then(|c| c.fd().ok())
+    }
+
+    /// C's start job: connect if needed, initialize and join, at most every 5 s.
+    fn start_job(&mut self) -> Vec<Finished> {
+        if !self.need_start || self.stopped {
+            return Vec::new();
+        }
+        if self
+            .last_start
+            .is_some_and(|t| t.elapsed() < RESTART_INTERVAL)
+        {
+            return Vec::new();
+        }
+        self.last_start = Some(Instant::now());
+        if self.conn.is_none() {
+            match CpgConn::connect(&self.spec) {
+                Ok(c) => self.conn = Some(c),
+                Err(e) => {
+                    tracing::debug!("{}: cpg_initialize failed: {e}", self.spec.name);
+                    return Vec::new();
+                }
+            }
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Vec::new();
+        };
+        let local = match conn.local() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("{}: cpg_local_get failed: {e}", self.spec.name);
+                self.conn = None;
+                return Vec::new();
+            }
+        };
+        match self.driver.start(&mut self.dfsm, conn, local, unix_now()) {
+            Ok(finished) => {
+                self.need_start = false;
+                tracing::info!("joined {} as {local}", self.spec.name);
+                finished
+            }
+            Err(lwcfs_cpg::transport::StartError::NotRestartable(e)) => {
+                tracing::error!("{}: {e}", self.spec.name);
+                self.stopped = true;
+                Vec::new()
+            }
+            Err(lwcfs_cpg::transport::StartError::Join(e)) => {
+                tracing::error!("{}: cpg_join failed: {e}", self.spec.name);
+                self.conn = None;
+                Vec::new()
+            }
+        }
+    }
+
+    /// Dispatch what corosync has for this group. Returns the finished waits and whether a
+    /// membership change was seen.
+    fn dispatch(&mut self) -> (Vec<Finished>, bool) {
+        let mut done = Vec::new();
+        let Some(conn) = self.conn.as_mut() else {
+            return (done, false);
+        };
+        let events = match conn.dispatch() {
+            Ok(ev) => ev,
+            Err(e) => {
+                // Corosync went away: drop the handle, release every waiter (EBUSY), and
+                // start over once it is back.
+                tracing::error!("{}: cpg_dispatch failed: {e}", self.spec.name);
+                return (self.lost(), true);
+            }
+        };
+        let confchg = events.iter().any(|e| matches!(e, CpgEvent::Confchg { .. }));
+        for ev in &events {
+            let Some(conn) = self.conn.as_mut() else {
+                break;
+            };
+            let (finished, next) = self.driver.dispatch(&mut self.dfsm, conn, ev, unix_now());
+            done.extend(finished);
+            self.log_effects();
+            match next {
+                Next::Continue => {}
+                Next::Restart => {
+                    self.need_start = true;
+                    self.last_start = Some(Instant::now());
+                }
+                Next::Stop => {
+                    self.need_start = true;
+                    self.stopped = true;
+                }
+            }
+        }
+        (done, confchg)
+    }
+
+    /// The connection is gone: re-initialize the DFSM (finishing every waiter) and wait for
+    /// the start job.
+    fn lost(&mut self) -> Vec<Finished> {
+        self.conn = None;
+        self.need_start = true;
+        let mut fx = Effects::new();
+        let local = self.dfsm.local();
+        if self.dfsm.initialize(local, &mut fx).is_err() {
+            self.stopped = true;
+        }
+        self.driver
+            .execute(&mut self.dfsm, &mut NoConn, &mut fx, unix_now())
+    }
+
+    fn timer(&mut self) -> Vec<Finished> {
+        let now = unix_now();
+        match self.joined() {
+            Some(_) => {
+                let conn = self.conn.as_mut().expect("joined");
+                self.driver.timer(&mut self.dfsm, conn, now)
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Multicast a NORMAL message nobody waits for (C `dfsm_send_message`).
+    fn send_nowait(&mut self, subtype: u16, payload: &[u8]) -> Vec<Finished> {
+        if self.need_start {
+            return Vec::new();
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Vec::new();
+        };
+        let now = unix_now();
+        let mut fx = Effects::new();
+        self.dfsm.send_message(subtype, payload, now, &mut fx);
+        self.driver.execute(&mut self.dfsm, conn, &mut fx, now)
+    }
+
+    fn shutdown(&mut self) -> Vec<Finished> {
+        let now = unix_now();
+        let f = match self.conn.as_mut() {
+            Some(conn) => self.driver.shutdown(&mut self.dfsm, conn, now),
+            None => self.driver.shutdown(&mut self.dfsm, &mut NoConn, now),
+        };
+        self.conn = None;
+        f
+    }
+
+    fn log_effects(&mut self) {
+        let name = self.spec.name;
+        for e in self.driver.take_observed() {
+            match e {
+                Effect::ModeChanged { to, cause, .. } => {
+                    tracing::info!("{name}: {} ({cause:?})", to.log_text());
+                }
+                Effect::Verified { csum_id, outcome } => match outcome {
+                    VerifyOutcome::Ok => {
+                        tracing::info!("{name}: data verification successful ({csum_id})")
+                    }
+                    VerifyOutcome::Mismatch => {
+                        tracing::error!("{name}: wrong checksum ({csum_id}) - restarting")
+                    }
+                    VerifyOutcome::Skipped => {
+                        tracing::info!("{name}: skip verification - no checksum saved")
+                    }
+                },
+                _ => {}
+            }
+        }
+    }
 }
 
 /// What `.members` shows.
@@ -66,7 +260,7 @@ struct Info {
 }
 
 pub struct Cluster {
-    inner: Mutex<Inner>,
+    dcdb: Mutex<Group<Dcdb>>,
     /// Senders waiting for their own message, by count.
     waiting: Mutex<HashMap<u64, SyncSender<Outcome>>>,
     quorate: Arc<AtomicBool>,
@@ -107,21 +301,13 @@ impl Cluster {
         let app = Dcdb::new(shared, quorate.clone(), opts.lock_timeout, members.clone());
         let mut cfg = DCDB.config();
         cfg.verify_interval = Some(opts.verify_interval);
-        let dfsm = Dfsm::new(cfg, MemberId::new(0, std::process::id()), app, unix_now());
         let local_ip = (nodename, 0)
             .to_socket_addrs()
             .ok()
             .and_then(|mut a| a.find(|a| !a.ip().is_loopback()))
             .map(|a| a.ip().to_string());
         let c = Arc::new(Cluster {
-            inner: Mutex::new(Inner {
-                dfsm,
-                driver: Driver::new(),
-                conn: None,
-                need_start: true,
-                stopped: false,
-                last_start: None,
-            }),
+            dcdb: Mutex::new(Group::new(DCDB, cfg, app)),
             waiting: Mutex::new(HashMap::new()),
             quorate,
             members,
@@ -155,19 +341,18 @@ impl Cluster {
         let msg = DcdbMsg::from_op(op).map_err(|_| libc::EFBIG)?;
         let payload = msg.encode();
         let rx = {
-            let mut g = lock(&self.inner);
-            let inner = &mut *g;
-            if inner.need_start {
+            let mut g = lock(&self.dcdb);
+            let g = &mut *g;
+            if g.need_start {
                 return Err(libc::EBUSY);
             }
-            let Some(conn) = inner.conn.as_mut() else {
+            let Some(conn) = g.conn.as_mut() else {
                 return Err(libc::EBUSY);
             };
             let (tx, rx) = sync_channel(1);
             let (count, finished) =
-                inner
-                    .driver
-                    .send(&mut inner.dfsm, conn, msg.subtype(), &payload, unix_now());
+                g.driver
+                    .send(&mut g.dfsm, conn, msg.subtype(), &payload, unix_now());
             lock(&self.waiting).insert(count, tx);
             self.finish(finished);
             rx
@@ -189,23 +374,8 @@ impl Cluster {
             return;
         }
         let msg = DcdbMsg::UnlockRequest(UnlockPayload::new(path, csum));
-        let mut g = lock(&self.inner);
-        let inner = &mut *g;
-        if inner.need_start {
-            return;
-        }
-        if let Some(conn) = inner.conn.as_mut() {
-            let now = unix_now();
-            let mut fx = Effects::new();
-            inner.dfsm.send_message(
-                DcdbType::UnlockRequest.to_wire(),
-                &msg.encode(),
-                now,
-                &mut fx,
-            );
-            let finished = inner.driver.execute(&mut inner.dfsm, conn, &mut fx, now);
-            self.finish(finished);
-        }
+        let f = lock(&self.dcdb).send_nowait(DcdbType::UnlockRequest.to_wire(), &msg.encode());
+        self.finish(f);
     }
 
     fn finish(&self, finished: Vec<Finished>) {
@@ -226,16 +396,8 @@ impl Cluster {
         if let Some(t) = lock(&self.thread).take() {
             let _ = t.join();
         }
-        let mut g = lock(&self.inner);
-        let inner = &mut *g;
-        let finished = match inner.conn.as_mut() {
-            Some(conn) => inner.driver.shutdown(&mut inner.dfsm, conn, unix_now()),
-            None => inner
-                .driver
-                .shutdown(&mut inner.dfsm, &mut NoConn, unix_now()),
-        };
-        self.finish(finished);
-        inner.conn = None;
+        let f = lock(&self.dcdb).shutdown();
+        self.finish(f);
         // Whoever still waits gets EBUSY.
         lock(&self.waiting).clear();
     }
@@ -258,33 +420,35 @@ impl Cluster {
                     Err(e) => tracing::debug!("quorum_initialize failed: {e}"),
                 }
             }
-            self.start_job();
+            let f = lock(&self.dcdb).start_job();
+            self.finish(f);
 
-            // After a leave, C takes the descriptor out of the poll set until the restart.
-            let cpg_fd = {
-                let inner = lock(&self.inner);
-                inner
-                    .conn
-                    .as_ref()
-                    .filter(|_| !inner.need_start)
-                    .and_then(|c| c.fd().ok())
-            };
+            let dcdb_fd = lock(&self.dcdb).fd();
             let q_fd = quorum.as_ref().and_then(|q| q.fd().ok());
-            let fds: Vec<i32> = cpg_fd.into_iter().chain(q_fd).collect();
+            let fds: Vec<i32> = dcdb_fd.into_iter().chain(q_fd).collect();
             let ready = if fds.is_empty() {
                 std::thread::sleep(Duration::from_millis(200));
                 Vec::new()
             } else {
                 corosync::wait_readable(&fds, 200)
             };
-            let mut i = 0;
-            if cpg_fd.is_some() {
-                if ready.get(i).copied().unwrap_or(false) {
-                    self.dispatch_cpg();
+            let mut at = 0;
+            let mut ready_next = |present: bool| {
+                let r = present && ready.get(at).copied().unwrap_or(false);
+                at += usize::from(present);
+                r
+            };
+            if ready_next(dcdb_fd.is_some()) {
+                let (f, confchg) = lock(&self.dcdb).dispatch();
+                self.finish(f);
+                if confchg {
+                    lock(&self.info).version += 1;
                 }
-                i += 1;
+                if lock(&self.dcdb).conn.is_none() {
+                    self.set_quorate(false);
+                }
             }
-            if q_fd.is_some() && ready.get(i).copied().unwrap_or(false) {
+            if ready_next(q_fd.is_some()) {
                 match quorum.as_mut().map(|q| q.dispatch()) {
                     Some(Ok(Some(quorate))) => {
                         self.set_quorate(quorate);
@@ -300,14 +464,8 @@ impl Cluster {
             }
             if last_tick.elapsed() >= Duration::from_secs(1) {
                 last_tick = Instant::now();
-                let mut g = lock(&self.inner);
-                let inner = &mut *g;
-                if !inner.need_start {
-                    if let Some(conn) = inner.conn.as_mut() {
-                        let f = inner.driver.timer(&mut inner.dfsm, conn, unix_now());
-                        self.finish(f);
-                    }
-                }
+                let f = lock(&self.dcdb).timer();
+                self.finish(f);
             }
         }
         drop(quorum);
@@ -330,136 +488,11 @@ impl Cluster {
         }
     }
 
-    /// C's start job for the DFSM: connect if needed, initialize and join, at most every 5 s.
-    fn start_job(&self) {
-        let mut g = lock(&self.inner);
-        let inner = &mut *g;
-        if !inner.need_start || inner.stopped {
-            return;
-        }
-        if inner
-            .last_start
-            .is_some_and(|t| t.elapsed() < RESTART_INTERVAL)
-        {
-            return;
-        }
-        inner.last_start = Some(Instant::now());
-        if inner.conn.is_none() {
-            match CpgConn::connect(&DCDB) {
-                Ok(c) => inner.conn = Some(c),
-                Err(e) => {
-                    tracing::debug!("cpg_initialize failed: {e}");
-                    return;
-                }
-            }
-        }
-        let Some(conn) = inner.conn.as_mut() else {
-            return;
-        };
-        let local = match conn.local() {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!("cpg_local_get failed: {e}");
-                inner.conn = None;
-                return;
-            }
-        };
-        match inner.driver.start(&mut inner.dfsm, conn, local, unix_now()) {
-            Ok(finished) => {
-                inner.need_start = false;
-                tracing::info!("joined {} as {local}", DCDB.name);
-                self.finish(finished);
-            }
-            Err(lwcfs_cpg::transport::StartError::NotRestartable(e)) => {
-                tracing::error!("{e}");
-                inner.stopped = true;
-            }
-            Err(lwcfs_cpg::transport::StartError::Join(e)) => {
-                tracing::error!("cpg_join failed: {e}");
-                inner.conn = None;
-            }
-        }
-    }
-
-    fn dispatch_cpg(&self) {
-        let mut g = lock(&self.inner);
-        let inner = &mut *g;
-        let Some(conn) = inner.conn.as_mut() else {
-            return;
-        };
-        let events = match conn.dispatch() {
-            Ok(ev) => ev,
-            Err(e) => {
-                // Corosync went away: drop the handle, release every waiter (EBUSY), and
-                // start over once it is back.
-                tracing::error!("cpg_dispatch failed: {e}");
-                inner.conn = None;
-                inner.need_start = true;
-                let mut fx = Effects::new();
-                let local = inner.dfsm.local();
-                if inner.dfsm.initialize(local, &mut fx).is_err() {
-                    inner.stopped = true;
-                }
-                let f = inner
-                    .driver
-                    .execute(&mut inner.dfsm, &mut NoConn, &mut fx, unix_now());
-                self.finish(f);
-                self.set_quorate(false);
-                return;
-            }
-        };
-        for ev in &events {
-            let now = unix_now();
-            let Some(conn) = inner.conn.as_mut() else {
-                break;
-            };
-            let (finished, next) = inner.driver.dispatch(&mut inner.dfsm, conn, ev, now);
-            self.finish(finished);
-            for e in inner.driver.take_observed() {
-                match e {
-                    lwcfs_cpg::Effect::ModeChanged { to, cause, .. } => {
-                        tracing::info!("{} ({cause:?})", to.log_text());
-                    }
-                    lwcfs_cpg::Effect::Verified { csum_id, outcome } => match outcome {
-                        VerifyOutcome::Ok => {
-                            tracing::info!("data verification successful ({csum_id})")
-                        }
-                        VerifyOutcome::Mismatch => {
-                            tracing::error!("wrong checksum ({csum_id}) - restarting")
-                        }
-                        VerifyOutcome::Skipped => {
-                            tracing::info!("skip verification - no checksum saved")
-                        }
-                    },
-                    _ => {}
-                }
-            }
-            match next {
-                Next::Continue => {}
-                Next::Restart => {
-                    inner.need_start = true;
-                    inner.last_start = Some(Instant::now());
-                }
-                Next::Stop => {
-                    inner.need_start = true;
-                    inner.stopped = true;
-                }
-            }
-        }
-        if !events.is_empty() {
-            lock(&self.info).version += u64::from(
-                events
-                    .iter()
-                    .any(|e| matches!(e, lwcfs_cpg::CpgEvent::Confchg { .. })),
-            );
-        }
-    }
-
     /// For `lwcfs stats`: quorum, the DFSM's mode, the group's members.
     pub fn status_json(&self) -> serde_json::Value {
         let (mode, joined) = {
-            let inner = lock(&self.inner);
-            (format!("{:?}", inner.dfsm.mode()), !inner.need_start)
+            let g = lock(&self.dcdb);
+            (format!("{:?}", g.dfsm.mode()), !g.need_start)
         };
         let members: Vec<String> = lock(&self.members).iter().map(|m| m.to_string()).collect();
         serde_json::json!({
