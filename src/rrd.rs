@@ -95,6 +95,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
+    /// The IPC server calls it from many threads.
+    #[test]
+    fn rrd_is_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Rrd>();
+    }
+
     /// Without rrdcached: the value reaches the table and a file of the 9.0 layout; a refused
     /// value reaches neither; a wrong key only the table.
     #[test]

@@ -20,6 +20,9 @@ use super::schema::STEP;
 const MAX_REMEMBERED_FAILURES: usize = 4096;
 /// The failure subject of an rrdcached that cannot be reached.
 const CONNECT: &str = "rrdcached connection";
+/// After rrdcached timed out or broke a connection, it is not asked again for this long
+/// (seconds): every update would otherwise wait for the timeout first.
+pub const DAEMON_BACKOFF: i64 = 30;
 
 /// What happened to one update, for tests and debug logs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +40,8 @@ pub enum Outcome {
 pub struct Files {
     base: PathBuf,
     daemon: Option<rrdcached::Client>,
+    /// rrdcached is skipped before this time (seconds) after it failed as a daemon.
+    daemon_down_until: i64,
     /// Files and keys whose last update failed, with the number of failures not logged.
     failing: HashMap<String, u64>,
 }
@@ -45,9 +50,15 @@ impl Files {
     /// Files under `base` (C: `/var/lib/rrdcached/db`), updates through the rrdcached socket
     /// `daemon` if given (C: `/var/run/rrdcached.sock`).
     pub fn new(base: PathBuf, daemon: Option<PathBuf>) -> Files {
+        Files::with_client(base, daemon.map(rrdcached::Client::new))
+    }
+
+    /// Files under `base`, updates through `daemon` if given.
+    pub fn with_client(base: PathBuf, daemon: Option<rrdcached::Client>) -> Files {
         Files {
             base,
-            daemon: daemon.map(rrdcached::Client::new),
+            daemon,
+            daemon_down_until: i64::MIN,
             failing: HashMap::new(),
         }
     }
@@ -76,7 +87,11 @@ impl Files {
         let update = target.update_string(value);
         let daemon_subject = format!("rrdcached {subject}");
         let mut daemon_error = None;
-        if let Some(d) = self.daemon.as_mut() {
+        let daemon = match self.daemon.as_mut() {
+            Some(d) if now >= self.daemon_down_until => Some(d),
+            _ => None,
+        };
+        if let Some(d) = daemon {
             match d.connect() {
                 Ok(()) => {
                     // librrd's client resolves the path before sending it; so does this.
@@ -88,7 +103,12 @@ impl Files {
                             self.works(&subject);
                             return Outcome::Daemon;
                         }
-                        Err(e) => daemon_error = Some(format!("RRDC update error {subject}: {e}")),
+                        Err(e) => {
+                            if e.is_daemon_down() {
+                                self.daemon_down_until = now.saturating_add(DAEMON_BACKOFF);
+                            }
+                            daemon_error = Some(format!("RRDC update error {subject}: {e}"))
+                        }
                     }
                 }
                 // C falls back silently; one line says why files are written directly.
@@ -157,5 +177,45 @@ impl Files {
     /// Files and keys currently failing.
     pub fn failing(&self) -> usize {
         self.failing.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+    use std::time::Duration;
+
+    /// An rrdcached that accepts but never answers: the update times out, goes to librrd, and
+    /// the daemon is left alone for the backoff, then asked again.
+    #[test]
+    fn a_stuck_rrdcached_is_skipped_for_a_while() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("sock");
+        let _listener = UnixListener::bind(&sock).unwrap(); // never accepts: connect succeeds
+        let client = rrdcached::Client::with_timeout(sock, Duration::from_millis(100));
+        let mut f = Files::with_client(dir.path().join("db"), Some(client));
+        let t = 1_795_693_658;
+        let key = "pve2-storage/n/s";
+        assert_eq!(
+            f.write(key, format!("{t}:1:2\0").as_bytes(), t),
+            Outcome::Direct
+        );
+        assert!(f.daemon_down_until > t);
+        // Within the backoff: straight to librrd, no waiting.
+        let started = std::time::Instant::now();
+        assert_eq!(
+            f.write(key, format!("{}:1:2\0", t + 60).as_bytes(), t + 1),
+            Outcome::Direct
+        );
+        assert!(started.elapsed() < Duration::from_millis(100));
+        assert!(!f.daemon.as_ref().unwrap().is_connected());
+        // After it: rrdcached is tried again (and times out again).
+        let later = t + 1 + DAEMON_BACKOFF;
+        assert_eq!(
+            f.write(key, format!("{}:1:2\0", t + 120).as_bytes(), later),
+            Outcome::Direct
+        );
+        assert!(f.daemon_down_until > later);
     }
 }

@@ -35,15 +35,36 @@ pub enum Error {
     BadValue(String),
 }
 
+impl Error {
+    /// The daemon itself is unreachable or misbehaving (as opposed to refusing one update):
+    /// worth not asking it again for a while.
+    pub fn is_daemon_down(&self) -> bool {
+        matches!(
+            self,
+            Error::Connect { .. } | Error::Io(_) | Error::Protocol(_)
+        )
+    }
+}
+
 pub struct Client {
     path: PathBuf,
+    timeout: Duration,
     conn: Option<BufReader<UnixStream>>,
 }
 
 impl Client {
     /// A client of the daemon listening on `path`; nothing is connected yet.
     pub fn new(path: PathBuf) -> Client {
-        Client { path, conn: None }
+        Client::with_timeout(path, TIMEOUT)
+    }
+
+    /// A client whose reads and writes wait at most `timeout` (tests use short ones).
+    pub fn with_timeout(path: PathBuf, timeout: Duration) -> Client {
+        Client {
+            path,
+            timeout,
+            conn: None,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -63,8 +84,8 @@ impl Client {
             path: self.path.clone(),
             source,
         })?;
-        s.set_read_timeout(Some(TIMEOUT))?;
-        s.set_write_timeout(Some(TIMEOUT))?;
+        s.set_read_timeout(Some(self.timeout))?;
+        s.set_write_timeout(Some(self.timeout))?;
         self.conn = Some(BufReader::new(s));
         Ok(())
     }
