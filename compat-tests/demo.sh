@@ -7,9 +7,9 @@ dir=${1:-/tmp/lwcfs-demo}
 
 [ "$(id -u)" = 0 ] || { echo "demo.sh: run as root (FUSE mount with allow_other)" >&2; exit 1; }
 command -v cargo >/dev/null || { echo "demo.sh: cargo is missing (install Rust first)" >&2; exit 1; }
-for p in fuse3 libsqlite3-dev pkg-config; do
+for p in fuse3 libsqlite3-dev librrd-dev pkg-config; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || {
-        apt-get update -qq && apt-get install -y -qq fuse3 libsqlite3-dev pkg-config; break; }
+        apt-get update -qq && apt-get install -y -qq fuse3 libsqlite3-dev librrd-dev pkg-config; break; }
 done
 getent group www-data >/dev/null || groupadd -g 33 www-data
 

@@ -11,9 +11,11 @@
 #                                   network and UTS namespaces (compat-tests --features fuse)
 #   6. the cluster tier             real Corosync clusters of lwcfs nodes, one network namespace
 #                                   per node (compat-tests --features cluster)
+#   7. the RRD tier                 RRD files through a private rrdcached and with librrd
+#                                   directly, checked with rrdtool (compat-tests --features rrd)
 #
-# Needs root, /dev/fuse and util-linux (unshare, nsenter, setpriv); without them it stops with
-# a message before running anything: no tier is ever skipped.
+# Needs root, /dev/fuse, util-linux (unshare, nsenter, setpriv), rrdcached and rrdtool; without
+# them it stops with a message before running anything: no tier is ever skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +27,8 @@ die() {
 [ "$(id -u)" -eq 0 ] ||
     die "must run as root (the FUSE tier mounts filesystems in new namespaces): sudo $0"
 [ -c /dev/fuse ] || die "/dev/fuse is missing: install fuse3 and load the module (modprobe fuse)"
-for tool in cargo unshare nsenter setpriv mount hostname dd ip corosync corosync-quorumtool; do
+for tool in cargo unshare nsenter setpriv mount hostname dd date ip corosync corosync-quorumtool \
+    rrdcached rrdtool; do
     command -v "$tool" >/dev/null ||
         die "'$tool' not found in PATH${SUDO_USER:+ (sudo resets PATH: try sudo env PATH=\"\$PATH\" $0)}"
 done
@@ -39,26 +42,29 @@ tier() {
     echo "==> [$((SECONDS - start))s] $*"
 }
 
-tier "1/6 formatting: cargo fmt --all -- --check"
+tier "1/7 formatting: cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
-tier "2/6 lints: cargo clippy --workspace --all-targets -- -D warnings"
+tier "2/7 lints: cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
-cargo clippy -p lwcfs-compat-tests --all-targets --features fuse,cluster -- -D warnings
+cargo clippy -p lwcfs-compat-tests --all-targets --features fuse,cluster,rrd -- -D warnings
 
-tier "3/6 hermetic tests: cargo test --workspace"
+tier "3/7 hermetic tests: cargo test --workspace"
 cargo test --workspace --no-fail-fast
 
-tier "4/6 daemon: cargo build -p lwcfs"
+tier "4/7 daemon: cargo build -p lwcfs"
 cargo build -p lwcfs
 export LWCFS_BIN="$target_dir/debug/lwcfs"
 [ -x "$LWCFS_BIN" ] || die "the daemon binary is not at $LWCFS_BIN"
 
-tier "5/6 FUSE tier: LWCFS_BIN=$LWCFS_BIN cargo test -p lwcfs-compat-tests --features fuse"
+tier "5/7 FUSE tier: LWCFS_BIN=$LWCFS_BIN cargo test -p lwcfs-compat-tests --features fuse"
 cargo test -p lwcfs-compat-tests --features fuse --no-fail-fast
 
-tier "6/6 cluster tier: cargo test -p lwcfs-compat-tests --features cluster --test cluster_corosync"
+tier "6/7 cluster tier: cargo test -p lwcfs-compat-tests --features cluster --test cluster_corosync"
 cargo test -p lwcfs-compat-tests --features cluster --test cluster_corosync --no-fail-fast
+
+tier "7/7 RRD tier: cargo test -p lwcfs-compat-tests --features rrd --test rrd_files"
+cargo test -p lwcfs-compat-tests --features rrd --test rrd_files --no-fail-fast
 
 echo
 echo "==> all tiers passed in $((SECONDS - start))s"

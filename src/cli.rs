@@ -84,6 +84,23 @@ pub struct DaemonArgs {
     /// FUSE worker threads.
     #[arg(long, default_value_t = 4, hide = true)]
     pub threads: usize,
+    /// Where the RRD files go (`pve-{node,vm,storage}-9.0/`; C's fixed path by default).
+    #[arg(long, default_value = crate::rrd::DEFAULT_BASE_DIR, hide = true)]
+    pub rrd_dir: PathBuf,
+    /// rrdcached's socket (C's fixed path by default); RRD files are written directly when
+    /// nothing listens there.
+    #[arg(long, default_value = crate::rrd::DEFAULT_RRDCACHED_SOCKET, hide = true)]
+    pub rrdcached_socket: PathBuf,
+}
+
+impl DaemonArgs {
+    /// The RRD settings from `--rrd-dir` and `--rrdcached-socket`.
+    pub fn rrd_config(&self) -> crate::rrd::RrdConfig {
+        crate::rrd::RrdConfig {
+            base_dir: self.rrd_dir.clone(),
+            rrdcached: Some(self.rrdcached_socket.clone()),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -150,6 +167,9 @@ mod tests {
         let cli = Cli::try_parse_from(["lwcfs", "-f", "-l", "-d"]).unwrap();
         assert!(cli.daemon.foreground && cli.daemon.local && cli.daemon.debug);
         assert!(Cli::try_parse_from(["lwcfs", "extra"]).is_err());
+        assert_eq!(cli.daemon.rrd_config(), crate::rrd::RrdConfig::default());
+        let cli = Cli::try_parse_from(["lwcfs", "-l", "--rrd-dir", "/t/db"]).unwrap();
+        assert_eq!(cli.daemon.rrd_config().base_dir, PathBuf::from("/t/db"));
         let cli = Cli::try_parse_from(["lwcfs", "stats", "--json", "--db", "/x/y.db"]).unwrap();
         match cli.command {
             Some(Command::Stats { json, paths }) => {

@@ -81,6 +81,8 @@ fn serve(
 
 fn stats_json(writer: &WriterHandle, tree: &Tree, cluster: Option<&Cluster>) -> serde_json::Value {
     let s = writer.stats();
+    // Lock order: a cluster group before the tree.
+    let cluster = cluster.map(Cluster::status_json);
     let db = tree.lock();
     serde_json::json!({
         "transactions": s.transactions,
@@ -97,7 +99,7 @@ fn stats_json(writer: &WriterHandle, tree: &Tree, cluster: Option<&Cluster>) -> 
         "entries": db.len(),
         // The verify checksum (C's), to compare nodes.
         "checksum": db.compute_checksum().iter().map(|b| format!("{b:02x}")).collect::<String>(),
-        "cluster": cluster.map(Cluster::status_json),
+        "cluster": cluster,
     })
 }
 

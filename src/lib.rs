@@ -8,7 +8,8 @@
 //!   `.members`.
 //! - [`dcdb`]: the database group's application (apply, state, updates, sync commit, verify).
 //! - [`corosync_conf`]: `corosync.conf` in the tree and on the host.
-//! - [`status`]: the content of the virtual files and the change counters.
+//! - [`status`]: the content of the virtual files and the change counters; the kvstore codec.
+//! - [`rrd`]: the RRD table, its dump, and the RRD files (rrdcached, librrd).
 //! - [`control`]: the control socket (`lwcfs stats`, `lwcfs flush`).
 //! - [`logging`]: tracing setup, debug level switchable through `.debug`.
 
@@ -18,6 +19,7 @@ pub mod control;
 pub mod corosync_conf;
 pub mod dcdb;
 pub mod logging;
+pub mod rrd;
 pub mod run;
 pub mod service;
 pub mod status;

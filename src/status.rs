@@ -2,6 +2,12 @@
 //! change counters of `.version`, the debug flag and the cluster log's start entry.
 //!
 //! The formatting functions are pure and unit-tested; the byte layout follows C's output.
+//!
+//! - [`kvstore`]: the messages of the status group `pve_kvstore_v1` (UPDATE, LOG, the state).
+//! - [`clog_wire`]: the byte layout of cluster-log entries and of the cluster-log buffer.
+
+pub mod clog_wire;
+pub mod kvstore;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -15,6 +15,8 @@
 //! - [`probe`]: the output format of the `lwcfs-probe` helper that runs one operation as an
 //!   unprivileged user.
 //! - [`rng`]: a small seeded generator, so a failing crash round can be replayed.
+//! - [`rrdcached`]: a private rrdcached per test (feature `rrd`), stopped by pid on drop, and
+//!   `rrdtool info` read as fields.
 //!
 //! The pure parts have hermetic unit tests (`cargo test` without features).
 
@@ -24,5 +26,6 @@ pub mod ops;
 pub mod probe;
 pub mod rig;
 pub mod rng;
+pub mod rrdcached;
 pub mod sandbox;
 pub mod walk;
