@@ -251,6 +251,39 @@ impl Service {
         fh
     }
 
+    /// A new file: C's create.
+    fn create_new(&self, parent: KIno, name: &str) -> FsResult<(NodeAttr, u64)> {
+        let mut db = self.tree.lock();
+        let path = self.child_path(&db, parent, name)?;
+        if let Some(c) = &self.cluster {
+            drop(db);
+            c.submit(&Op::Create { path: path.clone() })?;
+            let db = self.tree.lock();
+            let inode = db.resolve(&path).ok_or(libc::ENOENT)?;
+            let attr = self.mem_attr(&db, inode)?;
+            drop(db);
+            let fh = self.new_fh(Handle::File {
+                inode,
+                wrote: false,
+                orphan: None,
+            });
+            return Ok((attr, fh));
+        }
+        // The new file is held by its handle from the start: what is written through it
+        // reaches the disk once the handle is closed, with the file itself.
+        let applied = self.apply(&mut db, &Op::Create { path }, false)?;
+        self.writer.hold(applied.inode);
+        let attr = self.mem_attr(&db, applied.inode)?;
+        let h = Handle::File {
+            inode: applied.inode,
+            wrote: true,
+            orphan: None,
+        };
+        let fh = self.new_fh(h);
+        drop(db);
+        Ok((attr, fh))
+    }
+
     /// Local mode: apply an operation under the held tree lock, writer 0, the local clock.
     fn apply(&self, db: &mut Memdb, op: &Op, at_once: bool) -> FsResult<Applied> {
         if self.writer.failed() {
@@ -609,36 +642,26 @@ impl FsService for Service {
         })
     }
 
-    fn create(&self, parent: KIno, name: &str, _flags: i32) -> FsResult<(NodeAttr, u64)> {
-        let mut db = self.tree.lock();
-        let path = self.child_path(&db, parent, name)?;
-        if let Some(c) = &self.cluster {
-            drop(db);
-            c.submit(&Op::Create { path: path.clone() })?;
-            let db = self.tree.lock();
-            let inode = db.resolve(&path).ok_or(libc::ENOENT)?;
-            let attr = self.mem_attr(&db, inode)?;
-            drop(db);
-            let fh = self.new_fh(Handle::File {
-                inode,
-                wrote: false,
-                orphan: None,
-            });
-            return Ok((attr, fh));
+    fn create(&self, parent: KIno, name: &str, flags: i32) -> FsResult<(NodeAttr, u64)> {
+        match self.create_new(parent, name) {
+            // Another writer (another node, or another process here) created it after the
+            // kernel's lookup: without O_EXCL, open(O_CREAT) opens the file that exists.
+            Err(libc::EEXIST) if flags & libc::O_EXCL == 0 => {
+                let attr = self.lookup(parent, name)?;
+                if attr.kind != NodeKind::File {
+                    return Err(libc::EISDIR);
+                }
+                let Some(NodeRef::Mem(inode)) = attr.ino.node() else {
+                    return Err(libc::EACCES);
+                };
+                if flags & libc::O_TRUNC != 0 {
+                    self.truncate(inode, 0, None)?;
+                }
+                let fh = self.open(attr.ino, flags)?;
+                Ok((self.attr_of(attr.ino)?, fh))
+            }
+            r => r,
         }
-        // The new file is held by its handle from the start: what is written through it
-        // reaches the disk once the handle is closed, with the file itself.
-        let applied = self.apply(&mut db, &Op::Create { path }, false)?;
-        self.writer.hold(applied.inode);
-        let attr = self.mem_attr(&db, applied.inode)?;
-        let h = Handle::File {
-            inode: applied.inode,
-            wrote: true,
-            orphan: None,
-        };
-        let fh = self.new_fh(h);
-        drop(db);
-        Ok((attr, fh))
     }
 
     fn mkdir(&self, parent: KIno, name: &str) -> FsResult<NodeAttr> {
