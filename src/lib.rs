@@ -4,11 +4,14 @@
 //! - [`run`]: startup and shutdown in C's order.
 //! - [`service`]: `Service`, the tree as the kernel sees it (`fuse::FsService`), local mode.
 //! - [`status`]: the content of the virtual files and the change counters.
+//! - [`kcache`]: `KernelCache`, invalidating what the kernel cached when the tree changes
+//!   behind its back.
 //! - [`control`]: the control socket (`lwcfs stats`, `lwcfs flush`).
 //! - [`logging`]: tracing setup, debug level switchable through `.debug`.
 
 pub mod cli;
 pub mod control;
+pub mod kcache;
 pub mod logging;
 pub mod run;
 pub mod service;

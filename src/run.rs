@@ -18,6 +18,7 @@ use nix::unistd::Pid;
 
 use crate::cli::DaemonArgs;
 use crate::control::ControlServer;
+use crate::kcache::KernelCache;
 use crate::service::{Service, ServiceConfig, Tree};
 use crate::status::Status;
 
@@ -152,9 +153,11 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
     );
 
     prepare_mountpoint(&args.mount)?;
+    let kcache = Arc::new(KernelCache::new());
     let svc = Service::new(
         tree.clone(),
         writer.clone(),
+        kcache.clone(),
         status,
         ServiceConfig {
             nodename,
@@ -173,6 +176,11 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
             args.mount.display()
         ))
     })?;
+
+    if let Err(e) = kcache.attach(mounted.notifier()) {
+        // Changes the kernel did not make itself then reach readers only when its TTLs end.
+        tracing::error!("cannot start the kernel cache thread: {e}");
+    }
 
     let control = match ControlServer::start(&args.paths.control_socket(), writer.clone(), tree) {
         Ok(c) => Some(c),

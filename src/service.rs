@@ -4,6 +4,9 @@
 //! Reads go straight to the in-RAM tree. Mutations build an `Op`, apply it under the tree lock,
 //! and hand the changed inodes to the coalescing writer while still holding the lock, so the
 //! writer sees changes in apply order.
+//!
+//! The kernel caches names, attributes and pages of tree entries for [`TREE_TTL_MS`]; a change
+//! the kernel did not make itself goes through [`KernelCache`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +22,7 @@ use lwcfs_memdb::{
     TreePath,
 };
 
+use crate::kcache::KernelCache;
 use crate::status::{vmlist_json, Status};
 
 /// The shared in-RAM tree. The writer thread snapshots it at commit time.
@@ -93,8 +97,17 @@ enum Handle {
     Func { content: Vec<u8> },
 }
 
-/// How long the kernel may cache tree entries (libfuse 2's default, as C).
-const TREE_TTL_MS: u32 = 1000;
+/// How long the kernel may keep a tree entry's name and attributes without asking again (C:
+/// 1 s, libfuse 2's default, and no page cache at all). The kernel is told of every change it did
+/// not make itself ([`KernelCache`]), so this only bounds how long a missed invalidation could
+/// last; it is long enough that a reader of a stable tree asks the daemon for nothing but
+/// open and release.
+pub const TREE_TTL_MS: u32 = 60_000;
+
+/// Entries below `priv/lock/` are not cached: the lock protocol must always see the daemon's
+/// state, and an unlock request removes a lock directory while the kernel believes it asked for
+/// an mtime change (the invalidation that follows is asynchronous, see [`KernelCache`]).
+const LOCK_TTL_MS: u32 = 0;
 
 pub struct ServiceConfig {
     pub nodename: String,
@@ -107,6 +120,7 @@ pub struct ServiceConfig {
 pub struct Service {
     tree: Arc<Tree>,
     writer: Arc<WriterHandle>,
+    kcache: Arc<KernelCache>,
     status: Arc<Status>,
     cfg: ServiceConfig,
     handles: Mutex<HashMap<u64, Handle>>,
@@ -130,12 +144,14 @@ impl Service {
     pub fn new(
         tree: Arc<Tree>,
         writer: Arc<WriterHandle>,
+        kcache: Arc<KernelCache>,
         status: Arc<Status>,
         cfg: ServiceConfig,
     ) -> Service {
         Service {
             tree,
             writer,
+            kcache,
             status,
             cfg,
             handles: Mutex::new(HashMap::new()),
@@ -249,7 +265,11 @@ impl Service {
             size: a.size,
             mtime: a.mtime.0,
             perm: attr::perm(kind, path.is_private(), true, exec),
-            ttl_ms: TREE_TTL_MS,
+            ttl_ms: if path.is_below_lock() {
+                LOCK_TTL_MS
+            } else {
+                TREE_TTL_MS
+            },
         })
     }
 
@@ -356,7 +376,10 @@ impl Service {
             && db.getattr(inode).is_ok_and(|a| a.kind == Kind::Dir)
         {
             if db.lock_expired(&path, now(), self.cfg.lock_timeout) {
-                self.apply(&mut db, &Op::Delete { path }, true)?;
+                let op = Op::Delete { path };
+                let applied = self.apply(&mut db, &op, true)?;
+                // The kernel asked for an mtime change: it does not know the directory is gone.
+                self.kcache.applied(&db, &op, &applied);
                 return Err(libc::ENOENT);
             }
             return Err(libc::EACCES);
