@@ -78,6 +78,7 @@ fn stats_json(writer: &WriterHandle, tree: &Tree) -> serde_json::Value {
         "blob_bytes": s.blob_bytes,
         "flushes": s.flushes,
         "syncs": s.syncs,
+        "deferred_rewrites": s.deferred_rewrites,
         "failed_commits": s.failed_commits,
         "last_error": s.last_error,
         "pending": s.pending,

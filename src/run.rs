@@ -163,6 +163,7 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
             nodename,
             lock_timeout: args.lock_timeout,
             gid,
+            defer_bound: args.defer_bound,
         },
     );
     let main_pid = Pid::this();

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lwcfs_backend::{Snapshot, WriterHandle};
 use lwcfs_fuse::attr::{self, DEBUG_PERM, FUNC_PERM, ROOT_PERM};
@@ -115,6 +115,9 @@ pub struct ServiceConfig {
     pub lock_timeout: u32,
     /// The gid of www-data: the group of every node.
     pub gid: u32,
+    /// How long a timestamp-only rewrite of `nodes/*/lrm_status` may stay off disk (zero:
+    /// never); see [`crate::defer`].
+    pub defer_bound: Duration,
 }
 
 pub struct Service {
@@ -189,7 +192,12 @@ impl Service {
             now: t,
         };
         let applied = db.apply(op, ctx).map_err(errno)?;
-        self.writer.changed(&applied.changes, at_once);
+        match crate::defer::rule_for(op, self.cfg.defer_bound) {
+            Some(rule) => self
+                .writer
+                .changed_deferrable(&applied.changes, at_once, rule),
+            None => self.writer.changed(&applied.changes, at_once),
+        }
         if let (Some(v), Some(data)) = (victim, victim_data) {
             if applied.changes.contains(&Change::Delete(v)) {
                 self.orphan(v, data);
