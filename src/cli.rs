@@ -81,6 +81,10 @@ pub struct DaemonArgs {
     /// The pid file (C's path by default).
     #[arg(long, default_value = "/run/pve-cluster.pid", hide = true)]
     pub pid_file: PathBuf,
+    /// How long a rewrite of nodes/<node>/lrm_status that changes nothing but its timestamp
+    /// may stay off disk (at most 1 h; 0: never).
+    #[arg(long, default_value = "300s", value_parser = parse_defer_bound, hide = true)]
+    pub defer_bound: Duration,
     /// FUSE worker threads.
     #[arg(long, default_value_t = 4, hide = true)]
     pub threads: usize,
@@ -137,13 +141,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !v.is_finite() || v < 0.0 {
         return Err(format!("'{s}' is not a duration (try 250ms)"));
     }
-    Ok(Duration::from_secs_f64(v * scale))
+    Duration::try_from_secs_f64(v * scale).map_err(|_| format!("'{s}' is too long a duration"))
 }
 
 fn parse_commit_delay(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d > Duration::from_secs(1) {
         return Err(format!("commit delay {s} is over the 1 s limit"));
+    }
+    Ok(d)
+}
+
+fn parse_defer_bound(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d > crate::defer::MAX_BOUND {
+        return Err(format!("defer bound {s} is over the 1 h limit"));
     }
     Ok(d)
 }
@@ -159,13 +171,20 @@ mod tests {
         assert_eq!(parse_duration("0.5").unwrap(), Duration::from_millis(500));
         assert!(parse_duration("x").is_err());
         assert!(parse_duration("-1").is_err());
+        assert!(
+            parse_duration("1e30").is_err(),
+            "too long: an error, not a panic"
+        );
         assert!(parse_commit_delay("2s").is_err());
+        assert_eq!(parse_defer_bound("0").unwrap(), Duration::ZERO);
+        assert!(parse_defer_bound("2h").is_err() && parse_defer_bound("3601").is_err());
     }
 
     #[test]
     fn c_flags_parse() {
         let cli = Cli::try_parse_from(["lwcfs", "-f", "-l", "-d"]).unwrap();
         assert!(cli.daemon.foreground && cli.daemon.local && cli.daemon.debug);
+        assert_eq!(cli.daemon.defer_bound, crate::defer::DEFAULT_BOUND);
         assert!(Cli::try_parse_from(["lwcfs", "extra"]).is_err());
         assert_eq!(cli.daemon.rrd_config(), crate::rrd::RrdConfig::default());
         let cli = Cli::try_parse_from(["lwcfs", "-l", "--rrd-dir", "/t/db"]).unwrap();

@@ -91,6 +91,7 @@ fn stats_json(writer: &WriterHandle, tree: &Tree, cluster: Option<&Cluster>) -> 
         "blob_bytes": s.blob_bytes,
         "flushes": s.flushes,
         "syncs": s.syncs,
+        "deferred_rewrites": s.deferred_rewrites,
         "failed_commits": s.failed_commits,
         "last_error": s.last_error,
         "pending": s.pending,

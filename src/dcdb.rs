@@ -51,6 +51,8 @@ impl Dcdb {
         }
     }
 
+    /// Apply a delivered operation. `own`: this node sent it for a FUSE caller, so the kernel
+    /// learns the change from that call's reply; otherwise its cache must be invalidated.
     fn op(&self, op: &Op, writer: NodeId, time: u32, now: u32, own: bool) -> i32 {
         let ctx = OpCtx {
             writer,
@@ -58,7 +60,7 @@ impl Dcdb {
             now: Mtime(now),
         };
         let mut db = self.shared.tree.lock();
-        let r = match self.shared.apply(&mut db, op, ctx, true) {
+        let r = match self.shared.apply(&mut db, op, ctx, true, !own) {
             Ok(_) => match op {
                 Op::Write { data, .. } => data.len() as i32,
                 _ => 0,
@@ -133,7 +135,8 @@ impl App for Dcdb {
             Request::Unlock { path, csum } => {
                 let matches = Self::lock_matches(&self.shared.tree.lock(), &path, &csum);
                 if matches {
-                    self.op(&Op::Delete { path }, writer, msg.time, ctx.now(), own);
+                    // No FUSE call removed it, even on the node that asked: tell every kernel.
+                    self.op(&Op::Delete { path }, writer, msg.time, ctx.now(), false);
                 }
                 Ok(0)
             }

@@ -10,6 +10,9 @@
 //! - [`corosync_conf`]: `corosync.conf` in the tree and on the host.
 //! - [`status`]: the content of the virtual files and the change counters; the kvstore codec.
 //! - [`rrd`]: the RRD table, its dump, and the RRD files (rrdcached, librrd).
+//! - [`defer`]: which rewrites may stay off disk for a while (`nodes/*/lrm_status`).
+//! - [`kcache`]: `KernelCache`, invalidating what the kernel cached when the tree changes
+//!   behind its back.
 //! - [`control`]: the control socket (`lwcfs stats`, `lwcfs flush`).
 //! - [`logging`]: tracing setup, debug level switchable through `.debug`.
 
@@ -18,6 +21,8 @@ pub mod cluster;
 pub mod control;
 pub mod corosync_conf;
 pub mod dcdb;
+pub mod defer;
+pub mod kcache;
 pub mod logging;
 pub mod rrd;
 pub mod run;

@@ -20,6 +20,7 @@ use crate::cli::DaemonArgs;
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::control::ControlServer;
 use crate::corosync_conf;
+use crate::kcache::KernelCache;
 use crate::service::{Service, ServiceConfig, Shared, Tree};
 use crate::status::Status;
 
@@ -150,7 +151,14 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
             .map_err(|e| StartError(format!("unable to open database for writing: {e}")))?,
     );
 
-    let shared = Shared::new(tree.clone(), writer.clone(), status);
+    let kcache = Arc::new(KernelCache::new());
+    let shared = Shared::new(
+        tree.clone(),
+        writer.clone(),
+        status,
+        kcache.clone(),
+        args.defer_bound,
+    );
     if opened.created && !args.local {
         import_corosync_conf(&shared, start);
     }
@@ -201,6 +209,11 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
             args.mount.display()
         ))
     })?;
+
+    if let Err(e) = kcache.attach(mounted.notifier()) {
+        // Changes the kernel did not make itself then reach readers only when its TTLs end.
+        tracing::error!("cannot start the kernel cache thread: {e}");
+    }
 
     let control = match ControlServer::start(
         &args.paths.control_socket(),
@@ -269,7 +282,13 @@ fn import_corosync_conf(shared: &Shared, now: u32) {
     };
     let mut db = shared.tree.lock();
     let r = shared
-        .apply(&mut db, &Op::Create { path: path.clone() }, ctx, true)
+        .apply(
+            &mut db,
+            &Op::Create { path: path.clone() },
+            ctx,
+            true,
+            false,
+        )
         .and_then(|_| {
             let op = Op::Write {
                 path,
@@ -277,7 +296,7 @@ fn import_corosync_conf(shared: &Shared, now: u32) {
                 data,
                 truncate: false,
             };
-            shared.apply(&mut db, &op, ctx, true)
+            shared.apply(&mut db, &op, ctx, true, false)
         });
     match r {
         Ok(_) => tracing::info!("imported {} into the new database", corosync_conf::HOST),

@@ -6,11 +6,15 @@
 //! still held, so the writer sees changes in apply order. In cluster mode the `Op` is sent to
 //! the group ([`Cluster::submit`]) and the caller waits until its own message has been applied
 //! here, by the delivery thread, through the same [`Shared::apply`].
+//!
+//! The kernel caches names, attributes and pages of tree entries for [`TREE_TTL_MS`]; a change
+//! the kernel did not make itself (another node's, a sync, an unlock) goes through
+//! [`KernelCache`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lwcfs_backend::{Snapshot, WriterHandle};
 use lwcfs_fuse::attr::{self, DEBUG_PERM, FUNC_PERM, ROOT_PERM};
@@ -22,6 +26,7 @@ use lwcfs_memdb::{
 };
 
 use crate::cluster::Cluster;
+use crate::kcache::KernelCache;
 use crate::status::{vmlist_json, Status};
 
 /// The shared in-RAM tree. The writer thread snapshots it at commit time.
@@ -96,8 +101,17 @@ enum Handle {
     Func { content: Vec<u8> },
 }
 
-/// How long the kernel may cache tree entries (libfuse 2's default, as C).
-const TREE_TTL_MS: u32 = 1000;
+/// How long the kernel may keep a tree entry's name and attributes without asking again (C:
+/// 1 s, libfuse 2's default, and no page cache at all). The kernel is told of every change it did
+/// not make itself ([`KernelCache`]), so this only bounds how long a missed invalidation could
+/// last; it is long enough that a reader of a stable tree asks the daemon for nothing but
+/// open and release.
+pub const TREE_TTL_MS: u32 = 60_000;
+
+/// Entries below `priv/lock/` are not cached: the lock protocol must always see the daemon's
+/// state, and an unlock request removes a lock directory while the kernel believes it asked for
+/// an mtime change (the invalidation that follows is asynchronous, see [`KernelCache`]).
+const LOCK_TTL_MS: u32 = 0;
 
 pub struct ServiceConfig {
     pub nodename: String,
@@ -113,15 +127,27 @@ pub struct Shared {
     pub tree: Arc<Tree>,
     pub writer: Arc<WriterHandle>,
     pub status: Arc<Status>,
+    pub kcache: Arc<KernelCache>,
+    /// How long a timestamp-only rewrite of `nodes/*/lrm_status` may stay off disk (zero:
+    /// never); see [`crate::defer`].
+    defer_bound: Duration,
     handles: Mutex<HashMap<u64, Handle>>,
 }
 
 impl Shared {
-    pub fn new(tree: Arc<Tree>, writer: Arc<WriterHandle>, status: Arc<Status>) -> Arc<Shared> {
+    pub fn new(
+        tree: Arc<Tree>,
+        writer: Arc<WriterHandle>,
+        status: Arc<Status>,
+        kcache: Arc<KernelCache>,
+        defer_bound: Duration,
+    ) -> Arc<Shared> {
         Arc::new(Shared {
             tree,
             writer,
             status,
+            kcache,
+            defer_bound,
             handles: Mutex::new(HashMap::new()),
         })
     }
@@ -132,12 +158,15 @@ impl Shared {
 
     /// Apply an operation under the held tree lock and queue its changes for the writer.
     /// `at_once`: the entries are committable now (not waiting for a handle to close).
+    /// `notify_kernel`: the kernel did not make this change itself (another node's, an unlock),
+    /// so what it cached must be invalidated.
     pub fn apply(
         &self,
         db: &mut Memdb,
         op: &Op,
         ctx: Ctx,
         at_once: bool,
+        notify_kernel: bool,
     ) -> Result<Applied, Error> {
         let victim = match op {
             Op::Delete { path } | Op::Rename { to: path, .. } => db.resolve(path),
@@ -147,7 +176,15 @@ impl Shared {
             .filter(|v| self.is_open(*v))
             .and_then(|v| db.read(v).ok());
         let applied = db.apply(op, ctx)?;
-        self.writer.changed(&applied.changes, at_once);
+        match crate::defer::rule_for(op, self.defer_bound) {
+            Some(rule) => self
+                .writer
+                .changed_deferrable(&applied.changes, at_once, rule),
+            None => self.writer.changed(&applied.changes, at_once),
+        }
+        if notify_kernel {
+            self.kcache.applied(db, op, &applied);
+        }
         if let (Some(v), Some(data)) = (victim, victim_data) {
             if applied.changes.contains(&Change::Delete(v)) {
                 self.orphan(v, data);
@@ -179,6 +216,7 @@ impl Shared {
                 }
             }
         }
+        self.kcache.replaced(db, &synced.db);
         *db = synced.db;
         self.writer.changed(&synced.changes, true);
         self.status.record_reload();
@@ -295,7 +333,9 @@ impl Service {
             mtime: t,
             now: t,
         };
-        self.shared.apply(db, op, ctx, at_once).map_err(errno)
+        self.shared
+            .apply(db, op, ctx, at_once, false)
+            .map_err(errno)
     }
 
     /// Whether writes are possible: always in local mode, with quorum in cluster mode.
@@ -340,7 +380,11 @@ impl Service {
             size: a.size,
             mtime: a.mtime.0,
             perm: attr::perm(kind, path.is_private(), self.quorate(), exec),
-            ttl_ms: TREE_TTL_MS,
+            ttl_ms: if path.is_below_lock() {
+                LOCK_TTL_MS
+            } else {
+                TREE_TTL_MS
+            },
         })
     }
 
@@ -476,7 +520,10 @@ impl Service {
         }
         if unlock_request {
             if db.lock_expired(&path, now(), self.cfg.lock_timeout) {
-                self.apply(&mut db, &Op::Delete { path }, true)?;
+                let op = Op::Delete { path };
+                let applied = self.apply(&mut db, &op, true)?;
+                // The kernel asked for an mtime change: it does not know the directory is gone.
+                self.shared.kcache.applied(&db, &op, &applied);
                 return Err(libc::ENOENT);
             }
             return Err(libc::EACCES);

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lwcfs::dcdb::Dcdb;
+use lwcfs::kcache::KernelCache;
 use lwcfs::service::{Shared, Tree};
 use lwcfs::status::Status;
 use lwcfs_backend::WriterConfig;
@@ -40,7 +41,13 @@ fn app(path: &Path, name: &str) -> (Dcdb, NodeState) {
     )
     .expect("writer");
     let status = Arc::new(Status::new(name.into(), 1_000_000, 1, false));
-    let shared = Shared::new(tree, Arc::new(writer), status);
+    let shared = Shared::new(
+        tree,
+        Arc::new(writer),
+        status,
+        Arc::new(KernelCache::new()),
+        Duration::from_secs(300),
+    );
     let quorate = Arc::new(AtomicBool::new(true));
     let dcdb = Dcdb::new(
         shared.clone(),

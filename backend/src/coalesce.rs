@@ -13,12 +13,21 @@
 //!   is a leaf, nothing stored depends on it.
 //! - A batch stores what the tree holds at commit time, so intermediate states collapse, and an
 //!   inode that never reached the disk and is gone again writes nothing.
+//! - Deferrable rewrites: a change may come with a [`Defer`] rule. When a batch would store such
+//!   a file over the stored row at its place (a rewrite in place, or a new file renamed over
+//!   it, whose old inode is removed), and the rule says the new content is the same as the
+//!   stored one for its purpose, neither the new row nor the removal of the stored one is
+//!   written: the stored file stays as it was. Only while no more than `bound` has passed since
+//!   the first rewrite deferred over that stored row; any change without the rule, content the
+//!   rule does not accept, a flush and the shutdown store it by the rules above. The pair is
+//!   held back together, so the stored tree still has exactly one file at that place.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lwcfs_memdb::load::RootRecord;
-use lwcfs_memdb::{Change, Inode, NodeRecord};
+use lwcfs_memdb::{Change, Inode, Kind, NodeRecord};
 
 /// When pending inodes are committed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +36,17 @@ pub struct Policy {
     pub commit_delay: Duration,
     /// How long a held inode may stay pending before it is committed anyway.
     pub hold_bound: Duration,
+}
+
+/// May a file's new content stay in RAM while its stored row stays as it is? A property of
+/// the change that set the content, decided by the daemon (which knows paths and formats).
+#[derive(Clone, Copy, Debug)]
+pub struct Defer {
+    /// The longest a stored row stays in place under deferred rewrites, counted from the
+    /// first rewrite deferred over it.
+    pub bound: Duration,
+    /// True if `current` may stay off disk while `stored` is the file's stored content.
+    pub same: fn(stored: &[u8], current: &[u8]) -> bool,
 }
 
 /// The inode of a change.
@@ -45,6 +65,10 @@ struct Dirty {
     ready_at: Option<Instant>,
     /// A change came with `at_once`.
     forced: bool,
+    /// The rule the last change to the inode came with (changes without one clear it).
+    defer: Option<Defer>,
+    /// Held back by a deferrable rewrite until then (see [`Batch::deferred`]).
+    deferred_until: Option<Instant>,
 }
 
 /// What the disk holds, as far as the writer needs to know: where every stored inode is, and
@@ -52,15 +76,40 @@ struct Dirty {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OnDisk {
     places: HashMap<Inode, (Inode, String)>,
+    by_place: HashMap<(Inode, String), Inode>,
+    /// The stored content of rows a [`Defer`] rule may be asked about.
+    kept: HashMap<Inode, Arc<Vec<u8>>>,
     pub root: RootRecord,
 }
 
 impl OnDisk {
     /// `rows` are `(inode, parent, name)` of every stored row but `__version__`.
     pub fn new(rows: impl IntoIterator<Item = (Inode, Inode, String)>, root: RootRecord) -> OnDisk {
+        let places: HashMap<Inode, (Inode, String)> =
+            rows.into_iter().map(|(i, p, n)| (i, (p, n))).collect();
+        let by_place = places.iter().map(|(i, pn)| (pn.clone(), *i)).collect();
         OnDisk {
-            places: rows.into_iter().map(|(i, p, n)| (i, (p, n))).collect(),
+            places,
+            by_place,
+            kept: HashMap::new(),
             root,
+        }
+    }
+
+    /// The stored inode named `name` in directory `parent`.
+    pub fn at(&self, parent: Inode, name: &str) -> Option<Inode> {
+        self.by_place.get(&(parent, name.to_owned())).copied()
+    }
+
+    /// The stored content of `inode`, if known here.
+    pub fn kept(&self, inode: Inode) -> Option<&[u8]> {
+        self.kept.get(&inode).map(|d| d.as_slice())
+    }
+
+    /// Record the stored content of `inode` (read back from the database).
+    pub fn keep(&mut self, inode: Inode, data: Arc<Vec<u8>>) {
+        if self.places.contains_key(&inode) {
+            self.kept.insert(inode, data);
         }
     }
 
@@ -79,12 +128,28 @@ impl OnDisk {
     /// Record a committed batch.
     pub fn apply(&mut self, batch: &Batch) {
         for i in &batch.deletes {
-            self.places.remove(i);
+            self.unplace(*i);
+            self.kept.remove(i);
         }
         for r in &batch.upserts {
+            self.unplace(r.inode);
             self.places.insert(r.inode, (r.parent, r.name.clone()));
+            self.by_place.insert((r.parent, r.name.clone()), r.inode);
+            if batch.keep.contains(&r.inode) {
+                self.kept.insert(r.inode, r.data.clone());
+            } else {
+                self.kept.remove(&r.inode);
+            }
         }
         self.root = batch.root;
+    }
+
+    fn unplace(&mut self, inode: Inode) {
+        if let Some(place) = self.places.remove(&inode) {
+            if self.by_place.get(&place) == Some(&inode) {
+                self.by_place.remove(&place);
+            }
+        }
     }
 
     /// True if storing `rec` changes where its inode is (or creates it).
@@ -109,6 +174,11 @@ pub struct Batch {
     /// Write the `__version__` row even if no other row changes (a flush of a version that no
     /// row carries, e.g. after a mkdir and rmdir that never reached the disk).
     pub version_only: bool,
+    /// Upserted inodes whose content the writer keeps (they carry a [`Defer`] rule).
+    pub keep: Vec<Inode>,
+    /// Deferrable rewrites held back by this batch: `(inode, stored inode at its place, the
+    /// first deferral over that stored inode)`. Both inodes stay pending.
+    pub deferred: Vec<(Inode, Inode, Instant)>,
 }
 
 impl Batch {
@@ -129,6 +199,8 @@ pub struct Pending {
     policy: Policy,
     dirty: BTreeMap<Inode, Dirty>,
     holders: HashMap<Inode, u32>,
+    /// Stored inodes kept in place by deferred rewrites, with the first such deferral.
+    streaks: HashMap<Inode, Instant>,
 }
 
 impl Pending {
@@ -137,6 +209,7 @@ impl Pending {
             policy,
             dirty: BTreeMap::new(),
             holders: HashMap::new(),
+            streaks: HashMap::new(),
         }
     }
 
@@ -161,8 +234,16 @@ impl Pending {
         self.dirty.keys().copied().collect()
     }
 
-    /// Changes just applied to the tree.
-    pub fn changed(&mut self, changes: &[Change], at_once: bool, now: Instant) {
+    /// Changes just applied to the tree. `defer` applies to the upserts among them (a removal is
+    /// never deferred by itself); every change sets or clears the inode's rule, and a deferred
+    /// inode that changes again is judged again.
+    pub fn changed(
+        &mut self,
+        changes: &[Change],
+        at_once: bool,
+        defer: Option<Defer>,
+        now: Instant,
+    ) {
         for c in changes {
             let inode = inode_of(c);
             let held = self.held(inode);
@@ -170,11 +251,18 @@ impl Pending {
                 since: now,
                 ready_at: None,
                 forced: false,
+                defer: None,
+                deferred_until: None,
             });
             d.forced |= at_once;
             if (at_once || !held) && d.ready_at.is_none() {
                 d.ready_at = Some(now);
             }
+            d.defer = match c {
+                Change::Upsert(_) => defer,
+                Change::Delete(_) => None,
+            };
+            d.deferred_until = None;
         }
     }
 
@@ -218,8 +306,73 @@ impl Pending {
     pub fn deadline(&self) -> Option<Instant> {
         self.dirty
             .values()
-            .map(|d| self.ready(d) + self.policy.commit_delay)
+            .map(|d| {
+                let due = self.ready(d) + self.policy.commit_delay;
+                d.deferred_until.map_or(due, |t| t.max(due))
+            })
             .min()
+    }
+
+    /// Stored inodes whose content [`Pending::plan`] would compare against and that `disk` does
+    /// not know: the writer reads them from the database first.
+    pub fn stored_to_compare(
+        &self,
+        snapshot: &[(Inode, Option<NodeRecord>)],
+        disk: &OnDisk,
+    ) -> Vec<Inode> {
+        snapshot
+            .iter()
+            .filter_map(|(inode, rec)| {
+                let r = rec.as_ref()?;
+                self.dirty.get(inode)?.defer?;
+                let stored = disk.at(r.parent, &r.name)?;
+                disk.kept(stored).is_none().then_some(stored)
+            })
+            .collect()
+    }
+
+    /// The deferrable rewrites to hold back in a batch at `now` (see the module docs): pairs of
+    /// `(inode, stored inode at its place, first deferral over it)`.
+    fn deferrable(
+        &self,
+        snapshot: &[(Inode, Option<NodeRecord>)],
+        disk: &OnDisk,
+        now: Instant,
+    ) -> Vec<(Inode, Inode, Instant)> {
+        let gone: HashSet<Inode> = snapshot
+            .iter()
+            .filter(|(_, r)| r.is_none())
+            .map(|(i, _)| *i)
+            .collect();
+        let mut out = Vec::new();
+        for (inode, rec) in snapshot {
+            let (Some(d), Some(r)) = (self.dirty.get(inode), rec) else {
+                continue;
+            };
+            let Some(rule) = d.defer else { continue };
+            if r.kind != Kind::File || !self.committable(d, now) {
+                continue;
+            }
+            // The stored row at its place: the same inode (a rewrite in place), or one that is
+            // gone from the tree (renamed over). Anything else is structure and is stored.
+            let Some(stored) = disk.at(r.parent, &r.name) else {
+                continue;
+            };
+            if stored != *inode && (disk.contains(*inode) || !gone.contains(&stored)) {
+                continue;
+            }
+            let since = self.streaks.get(&stored).copied().unwrap_or(now);
+            if now >= since + rule.bound {
+                continue;
+            }
+            if disk
+                .kept(stored)
+                .is_some_and(|old| (rule.same)(old, &r.data))
+            {
+                out.push((*inode, stored, since));
+            }
+        }
+        out
     }
 
     /// Plan the batch for a snapshot of the pending inodes taken at `root`. With `all`, held
@@ -237,10 +390,17 @@ impl Pending {
             root,
             ..Batch::default()
         };
+        if !all {
+            b.deferred = self.deferrable(&snapshot, disk, now);
+        }
+        let held_back: HashSet<Inode> = b.deferred.iter().flat_map(|&(i, s, _)| [i, s]).collect();
         for (inode, rec) in snapshot {
             let Some(d) = self.dirty.get(&inode) else {
                 continue;
             };
+            if held_back.contains(&inode) {
+                continue;
+            }
             let due = all || self.committable(d, now);
             match rec {
                 // A removal is structural: it is stored even for a held inode.
@@ -251,6 +411,9 @@ impl Pending {
                     b.settled.push(inode);
                 }
                 Some(r) if due || (disk.contains(inode) && disk.moves(&r)) => {
+                    if d.defer.is_some() {
+                        b.keep.push(inode);
+                    }
                     b.upserts.push(r);
                     b.settled.push(inode);
                 }
@@ -261,12 +424,32 @@ impl Pending {
         b
     }
 
-    /// `settled` was stored as the snapshot of the batch showed it (or needed nothing). The
-    /// snapshot was taken with every change drained, so these inodes are no longer pending.
-    pub fn settle(&mut self, settled: &[Inode]) {
-        for inode in settled {
+    /// `batch` was committed (or needed no transaction): its settled inodes were stored as the
+    /// snapshot showed them (the snapshot was taken with every change drained, so they are no
+    /// longer pending), and its deferred ones wait for their bound. Returns how many rewrites
+    /// this batch deferred that no earlier batch had.
+    pub fn settle(&mut self, batch: &Batch) -> usize {
+        for inode in &batch.settled {
             self.dirty.remove(inode);
+            self.streaks.remove(inode);
         }
+        let mut new = 0;
+        for &(inode, stored, since) in &batch.deferred {
+            let Some(rule) = self.dirty.get(&inode).and_then(|d| d.defer) else {
+                continue;
+            };
+            let until = since + rule.bound;
+            self.streaks.insert(stored, since);
+            for i in [inode, stored] {
+                if let Some(d) = self.dirty.get_mut(&i) {
+                    if i == inode && d.deferred_until.is_none() {
+                        new += 1;
+                    }
+                    d.deferred_until = Some(until);
+                }
+            }
+        }
+        new
     }
 }
 
@@ -313,8 +496,8 @@ mod tests {
     fn unheld_change_is_due_after_the_delay_from_the_first() {
         let t0 = Instant::now();
         let mut p = pending();
-        p.changed(&[Change::Upsert(Inode(5))], false, t0);
-        p.changed(&[Change::Upsert(Inode(6))], false, t0 + DELAY / 2);
+        p.changed(&[Change::Upsert(Inode(5))], false, None, t0);
+        p.changed(&[Change::Upsert(Inode(6))], false, None, t0 + DELAY / 2);
         // No debounce: the second change does not move the deadline.
         assert_eq!(p.deadline(), Some(t0 + DELAY));
     }
@@ -324,7 +507,7 @@ mod tests {
         let t0 = Instant::now();
         let mut p = pending();
         p.hold(Inode(5));
-        p.changed(&[Change::Upsert(Inode(5))], false, t0);
+        p.changed(&[Change::Upsert(Inode(5))], false, None, t0);
         assert_eq!(p.deadline(), Some(t0 + BOUND + DELAY));
         let disk = OnDisk::new([(Inode(5), Inode(0), "f".into())], root(4));
         let snap = vec![(Inode(5), Some(rec(5, 0, "f", b"x")))];
@@ -344,7 +527,7 @@ mod tests {
         let t0 = Instant::now();
         let mut p = pending();
         p.hold(Inode(5));
-        p.changed(&[Change::Upsert(Inode(5))], true, t0);
+        p.changed(&[Change::Upsert(Inode(5))], true, None, t0);
         assert_eq!(p.deadline(), Some(t0 + DELAY));
         let disk = OnDisk::new([(Inode(5), Inode(0), "f".into())], root(4));
         let b = p.plan(
@@ -362,7 +545,7 @@ mod tests {
         let t0 = Instant::now();
         let mut p = pending();
         p.hold(Inode(5));
-        p.changed(&[Change::Upsert(Inode(5))], false, t0);
+        p.changed(&[Change::Upsert(Inode(5))], false, None, t0);
         let disk = OnDisk::new([(Inode(5), Inode(0), "f".into())], root(4));
         let b = p.plan(
             vec![(Inode(5), Some(rec(5, 0, "g", b"")))],
@@ -389,7 +572,7 @@ mod tests {
         let t0 = Instant::now();
         let mut p = pending();
         p.hold(Inode(5));
-        p.changed(&[Change::Upsert(Inode(5))], false, t0);
+        p.changed(&[Change::Upsert(Inode(5))], false, None, t0);
         let disk = OnDisk::new([], root(4));
         let snap = || vec![(Inode(5), Some(rec(5, 0, "new", b"half")))];
         let b = p.plan(snap(), root(5), &disk, t0 + DELAY, false);
@@ -406,13 +589,13 @@ mod tests {
     fn gone_inode_never_stored_writes_nothing() {
         let t0 = Instant::now();
         let mut p = pending();
-        p.changed(&[Change::Upsert(Inode(5))], true, t0);
-        p.changed(&[Change::Delete(Inode(5))], true, t0);
+        p.changed(&[Change::Upsert(Inode(5))], true, None, t0);
+        p.changed(&[Change::Delete(Inode(5))], true, None, t0);
         let disk = OnDisk::new([], root(4));
         let b = p.plan(vec![(Inode(5), None)], root(6), &disk, t0 + DELAY, false);
         assert!(b.is_empty());
         assert_eq!(b.settled, vec![Inode(5)]);
-        p.settle(&b.settled);
+        p.settle(&b);
         assert!(p.is_empty());
         // A flush still stores the version the tree reached.
         let b = p.plan(vec![], root(6), &disk, t0 + DELAY, true);
@@ -426,8 +609,8 @@ mod tests {
         let t0 = Instant::now();
         let mut p = pending();
         p.hold(Inode(5));
-        p.changed(&[Change::Upsert(Inode(5))], false, t0);
-        p.changed(&[Change::Upsert(Inode(6))], false, t0);
+        p.changed(&[Change::Upsert(Inode(5))], false, None, t0);
+        p.changed(&[Change::Upsert(Inode(6))], false, None, t0);
         let disk = OnDisk::new([(Inode(5), Inode(0), "f".into())], root(4));
         let snap = vec![
             (Inode(5), Some(rec(5, 0, "f", b"x"))),
@@ -435,7 +618,7 @@ mod tests {
         ];
         let b = p.plan(snap, root(6), &disk, t0 + DELAY, false);
         assert_eq!(b.settled, vec![Inode(6)]);
-        p.settle(&b.settled);
+        p.settle(&b);
         assert!(p.is_pending(Inode(5)) && !p.is_pending(Inode(6)));
         assert_eq!(p.deadline(), Some(t0 + BOUND + DELAY));
     }
@@ -444,7 +627,7 @@ mod tests {
     fn hold_after_release_makes_it_wait_again() {
         let t0 = Instant::now();
         let mut p = pending();
-        p.changed(&[Change::Upsert(Inode(5))], false, t0);
+        p.changed(&[Change::Upsert(Inode(5))], false, None, t0);
         p.hold(Inode(5));
         assert_eq!(p.deadline(), Some(t0 + BOUND + DELAY));
         p.hold(Inode(5));
@@ -465,10 +648,251 @@ mod tests {
             root: root(6),
             settled: vec![],
             version_only: false,
+            ..Batch::default()
         };
         assert_eq!(b.blob_bytes(), 3);
         disk.apply(&b);
         assert!(!disk.contains(Inode(5)) && disk.contains(Inode(6)));
         assert_eq!((disk.len(), disk.root), (1, root(6)));
+    }
+
+    /// The test rule: the same except for the last byte (a stand-in for a timestamp).
+    fn same_but_last(stored: &[u8], current: &[u8]) -> bool {
+        stored.len() == current.len()
+            && !stored.is_empty()
+            && stored[..stored.len() - 1] == current[..current.len() - 1]
+    }
+
+    const BOUND_D: Duration = Duration::from_secs(60);
+
+    fn rule() -> Option<Defer> {
+        Some(Defer {
+            bound: BOUND_D,
+            same: same_but_last,
+        })
+    }
+
+    /// `lrm_status` (inode 5, content "state1") on disk, its content known.
+    fn stored_status() -> OnDisk {
+        let mut disk = OnDisk::new([(Inode(5), Inode(0), "lrm_status".into())], root(5));
+        disk.keep(Inode(5), Arc::new(b"state1".to_vec()));
+        disk
+    }
+
+    /// A new file `inode` with `data` renamed over inode `over` at `lrm_status`.
+    fn rename_over(p: &mut Pending, inode: u64, over: u64, t: Instant) {
+        p.changed(&[Change::Upsert(Inode(inode))], false, None, t);
+        p.changed(
+            &[Change::Delete(Inode(over)), Change::Upsert(Inode(inode))],
+            true,
+            rule(),
+            t,
+        );
+    }
+
+    fn snap(over: u64, inode: u64, data: &[u8]) -> Vec<(Inode, Option<NodeRecord>)> {
+        vec![
+            (Inode(over), None),
+            (Inode(inode), Some(rec(inode, 0, "lrm_status", data))),
+        ]
+    }
+
+    #[test]
+    fn same_content_rename_over_is_held_back_until_the_bound() {
+        let t0 = Instant::now();
+        let disk = stored_status();
+        let mut p = pending();
+        rename_over(&mut p, 7, 5, t0);
+        let b = p.plan(snap(5, 7, b"state2"), root(7), &disk, t0 + DELAY, false);
+        assert!(b.is_empty(), "nothing written: {b:?}");
+        assert_eq!(b.deferred, vec![(Inode(7), Inode(5), t0 + DELAY)]);
+        assert_eq!(p.settle(&b), 1, "one rewrite deferred");
+        assert!(p.is_pending(Inode(5)) && p.is_pending(Inode(7)));
+        let until = t0 + DELAY + BOUND_D;
+        assert_eq!(p.deadline(), Some(until));
+
+        // The next rewrite replaces inode 7 (never stored); the bound still counts from the
+        // first deferral over inode 5.
+        let t1 = t0 + Duration::from_secs(5);
+        rename_over(&mut p, 9, 7, t1);
+        let snap2 = vec![
+            (Inode(5), None),
+            (Inode(7), None),
+            (Inode(9), Some(rec(9, 0, "lrm_status", b"state3"))),
+        ];
+        let b = p.plan(snap2.clone(), root(9), &disk, t1 + DELAY, false);
+        assert!(b.is_empty(), "{b:?}");
+        assert_eq!(b.settled, vec![Inode(7)], "the replaced, never stored file");
+        assert_eq!(b.deferred, vec![(Inode(9), Inode(5), t0 + DELAY)]);
+        assert_eq!(p.settle(&b), 1);
+        assert_eq!(p.deadline(), Some(until));
+
+        // At the bound: the newest content replaces the stored row in one batch.
+        let snap3 = snap2[..1].iter().chain(&snap2[2..]).cloned().collect();
+        let b = p.plan(snap3, root(9), &disk, until, false);
+        assert_eq!(b.deletes, vec![Inode(5)]);
+        assert_eq!(b.upserts.len(), 1);
+        assert_eq!(
+            b.keep,
+            vec![Inode(9)],
+            "its content is kept for the next comparison"
+        );
+        assert!(b.deferred.is_empty());
+        p.settle(&b);
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn different_content_or_unknown_stored_content_is_stored_at_once() {
+        let t0 = Instant::now();
+        let mut p = pending();
+        rename_over(&mut p, 7, 5, t0);
+        let b = p.plan(
+            snap(5, 7, b"other!"),
+            root(7),
+            &stored_status(),
+            t0 + DELAY,
+            false,
+        );
+        assert_eq!((b.deletes.len(), b.upserts.len()), (1, 1), "a real change");
+        assert!(b.deferred.is_empty());
+
+        let unknown = OnDisk::new([(Inode(5), Inode(0), "lrm_status".into())], root(5));
+        let s = snap(5, 7, b"state2");
+        assert_eq!(p.stored_to_compare(&s, &unknown), vec![Inode(5)]);
+        assert!(p.stored_to_compare(&s, &stored_status()).is_empty());
+        let b = p.plan(s, root(7), &unknown, t0 + DELAY, false);
+        assert_eq!(
+            (b.deletes.len(), b.upserts.len()),
+            (1, 1),
+            "nothing to compare with"
+        );
+    }
+
+    #[test]
+    fn a_real_change_after_deferred_rewrites_stores_the_newest_at_once() {
+        let t0 = Instant::now();
+        let disk = stored_status();
+        let mut p = pending();
+        rename_over(&mut p, 7, 5, t0);
+        let b = p.plan(snap(5, 7, b"state2"), root(7), &disk, t0 + DELAY, false);
+        p.settle(&b);
+        let t1 = t0 + Duration::from_secs(1);
+        rename_over(&mut p, 9, 7, t1);
+        assert!(
+            p.deadline().is_some_and(|d| d <= t1 + DELAY),
+            "judged again within the commit delay"
+        );
+        let snap2 = vec![
+            (Inode(5), None),
+            (Inode(7), None),
+            (Inode(9), Some(rec(9, 0, "lrm_status", b"CHANGE"))),
+        ];
+        let b = p.plan(snap2, root(9), &disk, t1 + DELAY, false);
+        assert_eq!(b.deletes, vec![Inode(5)]);
+        assert_eq!(b.upserts[0].inode, Inode(9));
+    }
+
+    #[test]
+    fn flush_stores_deferred_rewrites() {
+        let t0 = Instant::now();
+        let disk = stored_status();
+        let mut p = pending();
+        rename_over(&mut p, 7, 5, t0);
+        let b = p.plan(snap(5, 7, b"state2"), root(7), &disk, t0 + DELAY, false);
+        p.settle(&b);
+        let b = p.plan(snap(5, 7, b"state2"), root(7), &disk, t0 + DELAY, true);
+        assert_eq!((b.deletes.len(), b.upserts.len()), (1, 1));
+    }
+
+    #[test]
+    fn rewrite_in_place_is_held_back_and_a_change_without_the_rule_is_not() {
+        let t0 = Instant::now();
+        let disk = stored_status();
+        let mut p = pending();
+        p.changed(&[Change::Upsert(Inode(5))], false, rule(), t0);
+        let s = vec![(Inode(5), Some(rec(5, 0, "lrm_status", b"state9")))];
+        let b = p.plan(s.clone(), root(6), &disk, t0 + DELAY, false);
+        assert_eq!(b.deferred, vec![(Inode(5), Inode(5), t0 + DELAY)]);
+        p.settle(&b);
+        // An mtime change (no rule) is stored with the content.
+        p.changed(&[Change::Upsert(Inode(5))], true, None, t0 + DELAY);
+        let b = p.plan(s, root(7), &disk, t0 + DELAY * 2, false);
+        assert_eq!(b.upserts.len(), 1);
+        assert!(
+            b.keep.is_empty(),
+            "stored without the rule: its content is not kept"
+        );
+    }
+
+    #[test]
+    fn stored_file_still_in_the_tree_elsewhere_is_structure() {
+        let t0 = Instant::now();
+        let disk = stored_status();
+        let mut p = pending();
+        // lrm_status moved to lrm_status.old, then a new file renamed to lrm_status.
+        p.changed(&[Change::Upsert(Inode(5))], true, None, t0);
+        rename_over(&mut p, 7, 5, t0);
+        let s = vec![
+            (Inode(5), Some(rec(5, 0, "lrm_status.old", b"state1"))),
+            (Inode(7), Some(rec(7, 0, "lrm_status", b"state2"))),
+        ];
+        let b = p.plan(s, root(7), &disk, t0 + DELAY, false);
+        assert!(b.deferred.is_empty());
+        assert_eq!(b.upserts.len(), 2);
+    }
+
+    #[test]
+    fn a_zero_bound_never_defers() {
+        let t0 = Instant::now();
+        let mut p = pending();
+        p.changed(&[Change::Upsert(Inode(7))], false, None, t0);
+        let zero = Defer {
+            bound: Duration::ZERO,
+            same: same_but_last,
+        };
+        p.changed(
+            &[Change::Delete(Inode(5)), Change::Upsert(Inode(7))],
+            true,
+            Some(zero),
+            t0,
+        );
+        let b = p.plan(
+            snap(5, 7, b"state2"),
+            root(7),
+            &stored_status(),
+            t0 + DELAY,
+            false,
+        );
+        assert!(b.deferred.is_empty());
+        assert_eq!(b.upserts.len(), 1);
+    }
+
+    #[test]
+    fn on_disk_places_and_kept_content_follow_batches() {
+        let mut disk = stored_status();
+        assert_eq!(disk.at(Inode(0), "lrm_status"), Some(Inode(5)));
+        let b = Batch {
+            upserts: vec![rec(7, 0, "lrm_status", b"new")],
+            deletes: vec![Inode(5)],
+            root: root(7),
+            keep: vec![Inode(7)],
+            ..Batch::default()
+        };
+        disk.apply(&b);
+        assert_eq!(disk.at(Inode(0), "lrm_status"), Some(Inode(7)));
+        assert_eq!(disk.kept(Inode(7)), Some(&b"new"[..]));
+        assert_eq!(disk.kept(Inode(5)), None);
+        let b = Batch {
+            upserts: vec![rec(7, 0, "renamed", b"new")],
+            root: root(8),
+            ..Batch::default()
+        };
+        disk.apply(&b);
+        assert_eq!(disk.at(Inode(0), "lrm_status"), None);
+        assert_eq!(disk.at(Inode(0), "renamed"), Some(Inode(7)));
+        assert_eq!(disk.kept(Inode(7)), None, "stored without the rule");
+        disk.keep(Inode(99), Arc::new(vec![]));
+        assert_eq!(disk.kept(Inode(99)), None, "only stored rows");
     }
 }

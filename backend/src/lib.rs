@@ -11,7 +11,10 @@
 //!   structural change up to that state is in the same transaction, so the stored tree always
 //!   loads. Only the content of files held open for writing may lag (at most `hold_bound`).
 //! - The `__version__` row is written in every transaction, as C does; a batch with nothing to
-//!   write is no transaction at all.
+//!   write is no transaction at all (at shutdown, neither is one that would move only the
+//!   version).
+//! - A change may carry a [`Defer`] rule (the daemon's): its content may then stay in RAM, the
+//!   stored row unchanged, for at most the rule's bound ([`coalesce`]).
 //!
 //! Modules:
 //! - [`schema`]: the DDL, the pragmas, creating a fresh database as C does.
@@ -30,6 +33,7 @@ pub mod schema;
 mod store;
 pub mod writer;
 
+pub use coalesce::Defer;
 pub use error::Error;
 pub use load::{open, Opened, Stored};
 pub use writer::{root_record, spawn, Rows, Snapshot, Stats, WriterConfig, WriterHandle};

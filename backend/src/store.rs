@@ -63,6 +63,23 @@ impl Store {
         Ok(OnDisk::new(places, root))
     }
 
+    /// The stored content of `inode` (`None` if there is no such row; NULL reads as empty).
+    pub fn data(&mut self, inode: Inode) -> Result<Option<Vec<u8>>, Error> {
+        let ctx = "reading a stored row";
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT data FROM tree WHERE inode = ?1")
+            .map_err(Error::sqlite(ctx))?;
+        let mut rows = stmt.query([inode.0 as i64]).map_err(Error::sqlite(ctx))?;
+        let Some(r) = rows.next().map_err(Error::sqlite(ctx))? else {
+            return Ok(None);
+        };
+        Ok(Some(match r.get_ref(0).map_err(Error::sqlite(ctx))? {
+            ValueRef::Blob(b) | ValueRef::Text(b) => b.to_vec(),
+            _ => Vec::new(),
+        }))
+    }
+
     /// Store one batch in one `BEGIN IMMEDIATE` transaction: DELETEs, REPLACEs (C's column
     /// order; empty data as NULL), then the `__version__` row. Any error rolls it back.
     pub fn commit(&mut self, batch: &Batch) -> Result<(), Error> {

@@ -14,7 +14,9 @@
 //!    implementation takes (`Mutex<Memdb>` implements it).
 //! 2. [`spawn`] the writer on the same path.
 //! 3. After every successful `Memdb::apply`, still under the tree lock:
-//!    [`WriterHandle::changed`]`(&applied.changes, at_once)`.
+//!    [`WriterHandle::changed`]`(&applied.changes, at_once)`, or
+//!    [`WriterHandle::changed_deferrable`] for a change whose content may stay off disk under a
+//!    [`Defer`] rule.
 //! 4. A FUSE handle that writes a file: [`WriterHandle::hold`] once (at its first write),
 //!    [`WriterHandle::release`] when it is released.
 //! 5. [`WriterHandle::flush`] where an answer must wait for stable storage; never under the
@@ -33,7 +35,7 @@ use std::time::{Duration, Instant};
 use lwcfs_memdb::load::RootRecord;
 use lwcfs_memdb::{Change, Inode, Memdb, NodeRecord};
 
-use crate::coalesce::{OnDisk, Pending, Policy};
+use crate::coalesce::{Defer, OnDisk, Pending, Policy};
 use crate::error::Error;
 use crate::store::Store;
 
@@ -117,13 +119,15 @@ pub struct Stats {
     pub syncs: u64,
     /// Commits that failed and were rolled back.
     pub failed_commits: u64,
+    /// Rewrites kept off disk by their [`Defer`] rule (each counted once).
+    pub deferred_rewrites: u64,
     /// Inodes pending after the writer's last step.
     pub pending: usize,
     pub last_error: Option<String>,
 }
 
 enum Msg {
-    Changed(Vec<Change>, bool),
+    Changed(Vec<Change>, bool, Option<Defer>),
     Hold(Inode),
     Release(Inode),
     Flush(Sender<Result<(), Error>>),
@@ -203,7 +207,17 @@ impl WriterHandle {
     /// `at_once`, the inodes are committed with the next batch even if held (rename, unlink,
     /// mkdir, rmdir, create of an empty file, mtime change). Never blocks.
     pub fn changed(&self, changes: &[Change], at_once: bool) {
-        if !changes.is_empty() && !self.send(Msg::Changed(changes.to_vec(), at_once)) {
+        self.send_changes(changes, at_once, None);
+    }
+
+    /// Like [`Self::changed`], for changes whose new content may stay off disk while `defer`
+    /// accepts it against the stored content (see [`crate::coalesce`], deferrable rewrites).
+    pub fn changed_deferrable(&self, changes: &[Change], at_once: bool, defer: Defer) {
+        self.send_changes(changes, at_once, Some(defer));
+    }
+
+    fn send_changes(&self, changes: &[Change], at_once: bool, defer: Option<Defer>) {
+        if !changes.is_empty() && !self.send(Msg::Changed(changes.to_vec(), at_once, defer)) {
             self.shared.failed.store(true, Ordering::SeqCst);
         }
     }
@@ -273,6 +287,18 @@ impl Drop for WriterHandle {
     }
 }
 
+/// What a batch commits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sweep {
+    /// What is due now.
+    Due,
+    /// Everything pending, held and deferred rows too, and the `__version__` row even if no
+    /// other row changes.
+    Flush,
+    /// Everything pending, held and deferred rows too; a version-only batch is not written.
+    Shutdown,
+}
+
 enum Control {
     Flush(Sender<Result<(), Error>>),
     Shutdown,
@@ -289,8 +315,8 @@ struct Inbox {
 impl Inbox {
     fn accept(&mut self, msg: Msg, pending: &mut Pending) {
         match msg {
-            Msg::Changed(changes, at_once) => {
-                pending.changed(&changes, at_once, Instant::now());
+            Msg::Changed(changes, at_once, defer) => {
+                pending.changed(&changes, at_once, defer, Instant::now());
             }
             Msg::Hold(i) => pending.hold(i),
             Msg::Release(i) => pending.release(i, Instant::now()),
@@ -360,7 +386,7 @@ impl Writer {
             if due && !self.shared.failed.load(Ordering::SeqCst) {
                 // A failure is recorded in the stats and the failed flag; the pending inodes
                 // stay pending for the next flush or the shutdown.
-                let _ = self.batch(false);
+                let _ = self.batch(Sweep::Due);
             }
             self.shared.stats().pending = self.pending.len();
         }
@@ -394,8 +420,8 @@ impl Writer {
         }
     }
 
-    /// Snapshot the pending inodes and commit what is due (everything with `all`).
-    fn batch(&mut self, all: bool) -> Result<(), Error> {
+    /// Snapshot the pending inodes and commit what `sweep` asks for.
+    fn batch(&mut self, sweep: Sweep) -> Result<(), Error> {
         let Writer {
             inbox,
             pending,
@@ -413,8 +439,23 @@ impl Writer {
             tracing::error!("Snapshot::snapshot did not call pick; nothing committed");
             return Ok(());
         }
+        for inode in self.pending.stored_to_compare(&snapshot, &self.disk) {
+            let store = self.store.as_mut().expect("store open until finish");
+            match store.data(inode) {
+                Ok(Some(data)) => self.disk.keep(inode, Arc::new(data)),
+                Ok(None) => {}
+                // Unknown stored content: the rewrite is stored normally.
+                Err(e) => tracing::warn!(error = %e, %inode, "reading a stored row back"),
+            }
+        }
         let now = Instant::now();
-        let batch = self.pending.plan(snapshot, root, &self.disk, now, all);
+        let all = sweep != Sweep::Due;
+        let mut batch = self.pending.plan(snapshot, root, &self.disk, now, all);
+        if sweep == Sweep::Shutdown {
+            // Nothing but the version number moved (lock directories made and removed): the
+            // stored tree already has the content the tree has; see SEMANTICS.md §1.7.
+            batch.version_only = false;
+        }
         if !batch.is_empty() {
             let store = self.store.as_mut().expect("store open until finish");
             if let Err(e) = store.commit(&batch) {
@@ -434,13 +475,16 @@ impl Writer {
             s.blob_bytes += batch.blob_bytes();
         }
         // Nothing can have changed since the snapshot without still being in the channel.
-        self.pending.settle(&batch.settled);
+        let deferred = self.pending.settle(&batch);
+        if deferred > 0 {
+            self.shared.stats().deferred_rewrites += deferred as u64;
+        }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<(), Error> {
         self.shared.stats().flushes += 1;
-        self.batch(true)?;
+        self.batch(Sweep::Flush)?;
         if self.unsynced {
             let store = self.store.as_mut().expect("store open until finish");
             if let Err(e) = store.sync() {
@@ -455,7 +499,7 @@ impl Writer {
 
     /// Commit everything, then checkpoint and close. The first error is returned.
     fn finish(&mut self) -> Result<(), Error> {
-        let committed = self.batch(true);
+        let committed = self.batch(Sweep::Shutdown);
         self.shared.stats().pending = self.pending.len();
         let closed = self.store.take().map_or(Ok(()), Store::close);
         committed.and(closed)

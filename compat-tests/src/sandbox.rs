@@ -92,6 +92,7 @@ pub struct Opts {
     pub commit_delay: Option<&'static str>,
     pub lock_timeout: Option<u32>,
     pub hold_bound: Option<&'static str>,
+    pub defer_bound: Option<&'static str>,
     pub debug: bool,
 }
 
@@ -109,6 +110,9 @@ impl Opts {
         }
         if let Some(h) = self.hold_bound {
             a.extend(["--hold-bound".to_owned(), h.to_owned()]);
+        }
+        if let Some(b) = self.defer_bound {
+            a.extend(["--defer-bound".to_owned(), b.to_owned()]);
         }
         a
     }
@@ -529,6 +533,7 @@ mod tests {
             commit_delay: Some("1s"),
             lock_timeout: Some(2),
             hold_bound: Some("1s"),
+            defer_bound: Some("60s"),
             debug: true,
         };
         assert_eq!(
@@ -540,7 +545,9 @@ mod tests {
                 "--lock-timeout",
                 "2",
                 "--hold-bound",
-                "1s"
+                "1s",
+                "--defer-bound",
+                "60s"
             ]
         );
         assert!(Opts::default().args().is_empty());

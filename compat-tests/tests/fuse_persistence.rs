@@ -141,6 +141,150 @@ fn lock_made_and_removed_within_the_delay_commits_nothing() {
     assert_eq!(db::read_rows(&sb.db_path()), before, "no row changed");
 }
 
+/// `nodes/<n>/lrm_status` as pve-ha-lrm writes it, with the keys in an order that varies with
+/// `ts` (Perl's hash order does).
+fn lrm_status(ts: u64, mode: &str) -> String {
+    let mut fields = [
+        format!("\"mode\":\"{mode}\""),
+        "\"results\":{}".to_owned(),
+        "\"state\":\"wait_for_agent_lock\"".to_owned(),
+        format!("\"timestamp\":{ts}"),
+    ];
+    fields.rotate_left((ts % 4) as usize);
+    format!("{{{}}}", fields.join(","))
+}
+
+fn stored(sb: &Sandbox, name: &str) -> Vec<u8> {
+    let rows = db::read_rows(&sb.db_path());
+    let named = rows_named(&rows, name);
+    assert_eq!(named.len(), 1, "one stored row for {name}: {named:?}");
+    named[0].data.clone().unwrap_or_default()
+}
+
+/// SEMANTICS.md §1.10: rewrites of `nodes/<n>/lrm_status` that change only its timestamp stay
+/// in RAM (reads see them); a real change is committed within the delay, with the newest
+/// content; `lwcfs flush` and a clean stop store the newest too.
+#[test]
+fn lrm_status_timestamp_only_rewrites_stay_in_ram() {
+    let sb = Sandbox::new();
+    let mut d = sb.start(&Opts {
+        commit_delay: Some("100ms"),
+        defer_bound: Some("60s"),
+        ..Opts::default()
+    });
+    fs::create_dir_all(d.p("nodes/node1")).unwrap();
+    set_contents(
+        &d,
+        "nodes/node1/lrm_status",
+        lrm_status(1, "active").as_bytes(),
+    );
+    d.flush();
+    let t0 = d.stat("transactions");
+    for ts in 2..8 {
+        set_contents(
+            &d,
+            "nodes/node1/lrm_status",
+            lrm_status(ts, "active").as_bytes(),
+        );
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert_eq!(d.stat("transactions"), t0, "timestamp-only: no transaction");
+    assert!(d.stat("deferred_rewrites") >= 1);
+    assert_eq!(
+        fs::read(d.p("nodes/node1/lrm_status")).unwrap(),
+        lrm_status(7, "active").as_bytes(),
+        "reads see the newest"
+    );
+    assert_eq!(
+        stored(&sb, "lrm_status"),
+        lrm_status(1, "active").as_bytes()
+    );
+
+    set_contents(
+        &d,
+        "nodes/node1/lrm_status",
+        lrm_status(8, "maintenance").as_bytes(),
+    );
+    assert!(
+        wait_until(WAIT, || d.stat("transactions") > t0),
+        "a real change is committed"
+    );
+    assert_eq!(
+        stored(&sb, "lrm_status"),
+        lrm_status(8, "maintenance").as_bytes()
+    );
+    assert_eq!(d.stat("transactions"), t0 + 1);
+
+    set_contents(
+        &d,
+        "nodes/node1/lrm_status",
+        lrm_status(9, "maintenance").as_bytes(),
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(d.stat("transactions"), t0 + 1);
+    d.flush();
+    assert_eq!(d.stat("transactions"), t0 + 2);
+    assert_eq!(
+        stored(&sb, "lrm_status"),
+        lrm_status(9, "maintenance").as_bytes()
+    );
+
+    set_contents(
+        &d,
+        "nodes/node1/lrm_status",
+        lrm_status(10, "maintenance").as_bytes(),
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        stored(&sb, "lrm_status"),
+        lrm_status(9, "maintenance").as_bytes()
+    );
+    d.sigterm();
+    assert!(d.wait_exit(WAIT).is_some_and(|s| s.success()));
+    assert_eq!(
+        stored(&sb, "lrm_status"),
+        lrm_status(10, "maintenance").as_bytes(),
+        "a clean stop stores the newest"
+    );
+}
+
+/// SEMANTICS.md §1.10: the bound. With `--defer-bound 1s`, a timestamp-only rewrite reaches
+/// the disk about a second after the first rewrite it replaced was held back.
+#[test]
+fn lrm_status_deferral_is_bounded() {
+    let sb = Sandbox::new();
+    let d = sb.start(&Opts {
+        commit_delay: Some("100ms"),
+        defer_bound: Some("1s"),
+        ..Opts::default()
+    });
+    fs::create_dir_all(d.p("nodes/node1")).unwrap();
+    set_contents(
+        &d,
+        "nodes/node1/lrm_status",
+        lrm_status(1, "active").as_bytes(),
+    );
+    d.flush();
+    let t0 = d.stat("transactions");
+    set_contents(
+        &d,
+        "nodes/node1/lrm_status",
+        lrm_status(2, "active").as_bytes(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        stored(&sb, "lrm_status"),
+        lrm_status(1, "active").as_bytes()
+    );
+    assert!(
+        wait_until(WAIT, || stored(&sb, "lrm_status")
+            == lrm_status(2, "active").as_bytes()),
+        "stored once the bound has passed"
+    );
+    assert_eq!(d.stat("transactions"), t0 + 1);
+    d.wait_idle(WAIT);
+}
+
 /// local.md §3.16: failed operations, reads, chmod and chown write nothing.
 #[test]
 fn failed_and_read_only_operations_commit_nothing() {

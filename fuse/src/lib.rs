@@ -8,14 +8,17 @@
 //! - [`inodes`]: kernel inode numbers ⇄ memdb inodes and virtual entries.
 //! - [`attr`]: the presentation policy (modes, owner, blocks), pure.
 //! - [`mount`]: mounting, the session thread and unmounting.
+//! - [`notify`]: cache invalidations sent to the kernel.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod adapter;
 pub mod attr;
 pub mod inodes;
 pub mod mount;
+pub mod notify;
 pub mod service;
 
 pub use inodes::{KIno, NodeRef};
-pub use mount::{mount, Mounted, Notifier};
+pub use mount::{mount, Mounted};
+pub use notify::KernelNotifier;
 pub use service::{FsResult, FsService, NodeAttr, NodeKind, SetAttr, StatFs};

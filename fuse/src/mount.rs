@@ -9,15 +9,14 @@ use std::time::{Duration, Instant};
 use fuser::{Config, MountOption, SessionACL, SessionUnmounter};
 
 use crate::adapter::Adapter;
+use crate::notify::KernelNotifier;
 use crate::service::FsService;
-
-pub use fuser::Notifier;
 
 /// A mounted filesystem served by its own threads.
 pub struct Mounted {
     unmounter: SessionUnmounter,
     thread: Option<JoinHandle<io::Result<()>>>,
-    notifier: Notifier,
+    notifier: KernelNotifier,
 }
 
 /// Mount `svc` at `mountpoint` and serve it with `threads` worker threads. `on_exit` runs on
@@ -42,7 +41,7 @@ pub fn mount<S: FsService>(
     cfg.n_threads = Some(threads.max(1));
     let mut session = fuser::Session::new(Adapter::new(svc, gid), mountpoint, &cfg)?;
     let unmounter = session.unmount_callable();
-    let notifier = session.notifier();
+    let notifier = KernelNotifier::new(session.notifier());
     let thread = std::thread::Builder::new()
         .name("fuse".into())
         .spawn(move || {
@@ -58,8 +57,9 @@ pub fn mount<S: FsService>(
 }
 
 impl Mounted {
-    pub fn notifier(&self) -> &Notifier {
-        &self.notifier
+    /// The channel for cache invalidations (see [`KernelNotifier`]).
+    pub fn notifier(&self) -> KernelNotifier {
+        self.notifier.clone()
     }
 
     /// Unmount (lazily, so a busy mount does not block us) and wait up to `wait` for the
