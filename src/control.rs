@@ -11,6 +11,7 @@ use std::sync::Arc;
 use lwcfs_backend::WriterHandle;
 
 use crate::cluster::Cluster;
+use crate::kcache::KernelCache;
 use crate::service::Tree;
 
 pub struct ControlServer {
@@ -23,6 +24,7 @@ impl ControlServer {
         path: &Path,
         writer: Arc<WriterHandle>,
         tree: Arc<Tree>,
+        kcache: Arc<KernelCache>,
         cluster: Option<Arc<Cluster>>,
     ) -> std::io::Result<Self> {
         if path.exists() {
@@ -42,7 +44,7 @@ impl ControlServer {
             .name("control".into())
             .spawn(move || {
                 for conn in listener.incoming().flatten() {
-                    if let Err(e) = serve(conn, &writer, &tree, cluster.as_deref()) {
+                    if let Err(e) = serve(conn, &writer, &tree, &kcache, cluster.as_deref()) {
                         tracing::debug!("control connection: {e}");
                     }
                 }
@@ -63,12 +65,13 @@ fn serve(
     conn: UnixStream,
     writer: &WriterHandle,
     tree: &Tree,
+    kcache: &KernelCache,
     cluster: Option<&Cluster>,
 ) -> std::io::Result<()> {
     let mut line = String::new();
     BufReader::new(&conn).read_line(&mut line)?;
     let reply = match line.trim() {
-        "stats" => stats_json(writer, tree, cluster).to_string(),
+        "stats" => stats_json(writer, tree, kcache, cluster).to_string(),
         "flush" => match writer.flush() {
             Ok(()) => "ok".to_owned(),
             Err(e) => format!("error: {e}"),
@@ -79,7 +82,12 @@ fn serve(
     writeln!(w, "{reply}")
 }
 
-fn stats_json(writer: &WriterHandle, tree: &Tree, cluster: Option<&Cluster>) -> serde_json::Value {
+fn stats_json(
+    writer: &WriterHandle,
+    tree: &Tree,
+    kcache: &KernelCache,
+    cluster: Option<&Cluster>,
+) -> serde_json::Value {
     let s = writer.stats();
     // Lock order: a cluster group before the tree.
     let cluster = cluster.map(Cluster::status_json);
@@ -101,6 +109,7 @@ fn stats_json(writer: &WriterHandle, tree: &Tree, cluster: Option<&Cluster>) -> 
         // The verify checksum (C's), to compare nodes.
         "checksum": db.compute_checksum().iter().map(|b| format!("{b:02x}")).collect::<String>(),
         "cluster": cluster,
+        "kernel_cache_pending": kcache.pending(),
     })
 }
 

@@ -20,8 +20,9 @@
 //! (microseconds, or as long as a FUSE request on that inode is in flight) a reader can be
 //! served the previous content from the page cache, as a reader racing a write would be.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use lwcfs_fuse::{KIno, KernelNotifier, NodeRef};
 use lwcfs_memdb::{Applied, Change, Inode, Memdb, Op};
@@ -119,6 +120,9 @@ pub struct KernelCache {
     tx: Sender<Vec<Inval>>,
     /// The receiving end until [`KernelCache::attach`] hands it to the notifying thread.
     rx: Mutex<Option<Receiver<Vec<Inval>>>>,
+    /// Batches queued, and batches the thread has finished sending.
+    queued: AtomicU64,
+    sent: Arc<AtomicU64>,
 }
 
 impl Default for KernelCache {
@@ -134,6 +138,8 @@ impl KernelCache {
         KernelCache {
             tx,
             rx: Mutex::new(Some(rx)),
+            queued: AtomicU64::new(0),
+            sent: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -146,6 +152,7 @@ impl KernelCache {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         let Some(rx) = rx else { return Ok(()) };
+        let sent = self.sent.clone();
         std::thread::Builder::new()
             .name("kernel-cache".into())
             .spawn(move || {
@@ -153,6 +160,7 @@ impl KernelCache {
                     for inval in &batch {
                         send(&notifier, inval);
                     }
+                    sent.fetch_add(1, Ordering::SeqCst);
                 }
             })?;
         Ok(())
@@ -170,8 +178,17 @@ impl KernelCache {
         self.queue(tree_invalidations(old, new));
     }
 
+    /// Batches queued but not yet taken by the kernel (for `lwcfs stats`: once it is 0 after a
+    /// change was applied, every read that starts sees the change).
+    pub fn pending(&self) -> u64 {
+        self.queued
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.sent.load(Ordering::SeqCst))
+    }
+
     fn queue(&self, v: Vec<Inval>) {
         if !v.is_empty() {
+            self.queued.fetch_add(1, Ordering::SeqCst);
             // The receiver lives as long as the thread, which lives as long as `self`.
             let _ = self.tx.send(v);
         }

@@ -219,6 +219,7 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
         &args.paths.control_socket(),
         writer.clone(),
         tree,
+        kcache.clone(),
         cluster.clone(),
     ) {
         Ok(c) => Some(c),
