@@ -565,3 +565,39 @@ fn cluster_remote_changes_reach_cached_readers_and_writers_never_deadlock() {
     let rig = Arc::into_inner(rig).expect("threads done");
     stop_and_compare(rig, &[1, 2, 3]);
 }
+
+/// cluster.md §4.9: a new corosync.conf written on one node replaces every node's host file
+/// (unless the host's is newer); the writer asks corosync to reload it.
+#[test]
+fn cluster_corosync_conf_reaches_every_host() {
+    let rig = cluster(3, FAST);
+    let host = |i: usize| rig.node_dir(i).join("etc/corosync.conf");
+    let old = fs::read_to_string(host(1)).unwrap();
+    // Every node imported its own host file at start, and the sync kept one of them.
+    assert_eq!(fs::read_to_string(rig.p(2, "corosync.conf")).unwrap(), old);
+    let new = old.replace("config_version: 1", "config_version: 2") + "# edited on node 1\n";
+    // The Proxmox way: a temp file renamed over the real one.
+    fs::write(rig.p(1, "corosync.conf.new"), &new).unwrap();
+    fs::rename(rig.p(1, "corosync.conf.new"), rig.p(1, "corosync.conf")).unwrap();
+    let ok = wait_until(Duration::from_secs(10), || {
+        (1..=3).all(|i| fs::read_to_string(host(i)).is_ok_and(|t| t == new))
+    });
+    assert!(ok, "host corosync.conf not replaced everywhere");
+    // An older one in the tree does not replace a newer host file.
+    let older = new.replace("config_version: 2", "config_version: 1");
+    fs::write(rig.p(2, "corosync.conf"), &older).unwrap();
+    rig.converge(&[1, 2, 3]);
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 1..=3 {
+        assert_eq!(fs::read_to_string(host(i)).unwrap(), new, "node {i}");
+    }
+    // Corosync reloaded the new file on node 1 and the cluster still stands.
+    assert!(
+        wait_until(Duration::from_secs(10), || rig
+            .daemon_log(1)
+            .contains("wrote new corosync config")),
+        "node 1 did not log the new config"
+    );
+    rig.converge(&[1, 2, 3]);
+    stop_and_compare(rig, &[1, 2, 3]);
+}
