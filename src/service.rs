@@ -694,7 +694,8 @@ impl FsService for Service {
             // Another writer (another node, or another process here) created it after the
             // kernel's lookup: without O_EXCL, open(O_CREAT) opens the file that exists.
             Err(libc::EEXIST) if flags & libc::O_EXCL == 0 => {
-                let attr = self.lookup(parent, name)?;
+                // Not there after all (memdb refused a guest id already in use): EEXIST stands.
+                let attr = self.lookup(parent, name).map_err(|_| libc::EEXIST)?;
                 if attr.kind != NodeKind::File {
                     return Err(libc::EISDIR);
                 }
