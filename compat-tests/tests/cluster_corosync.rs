@@ -71,6 +71,19 @@ fn same_everywhere(rig: &Rig, nodes: &[usize], rel: &str) -> (Vec<u8>, u32, i64)
     want
 }
 
+/// EEXIST, ENOENT, ENOTEMPTY and EFBIG on every node: `dir` exists, `full` is a non-empty
+/// directory. Leaves a `big` file behind (the limit is checked at the write past 1 MiB).
+fn same_errno_everywhere(rig: &Rig, nodes: &[usize], dir: &str, full: &str) {
+    for &i in nodes {
+        let e = |r| (errno(r), i);
+        assert_eq!(e(fs::create_dir(rig.p(i, dir))), (libc::EEXIST, i));
+        assert_eq!(e(fs::remove_file(rig.p(i, "missing"))), (libc::ENOENT, i));
+        assert_eq!(e(fs::remove_dir(rig.p(i, full))), (libc::ENOTEMPTY, i));
+        let big = vec![7u8; (1 << 20) + 1];
+        assert_eq!(e(fs::write(rig.p(i, "big"), big)), (libc::EFBIG, i));
+    }
+}
+
 #[test]
 fn cluster_replicates_every_operation_with_the_same_errno() {
     let rig = cluster(3, FAST);
@@ -108,28 +121,7 @@ fn cluster_replicates_every_operation_with_the_same_errno() {
         assert!(vmlist.contains("\"100\""), "node {i} .vmlist: {vmlist}");
     }
     // The same failing operation fails the same way on every node.
-    for i in all {
-        assert_eq!(
-            errno(fs::create_dir(rig.p(i, "nodes"))),
-            libc::EEXIST,
-            "node {i}"
-        );
-        assert_eq!(
-            errno(fs::remove_file(rig.p(i, "missing"))),
-            libc::ENOENT,
-            "node {i}"
-        );
-        assert_eq!(
-            errno(fs::remove_dir(rig.p(i, "nodes/node1"))),
-            libc::ENOTEMPTY,
-            "node {i}"
-        );
-        assert_eq!(
-            errno(fs::write(rig.p(i, "big"), vec![7u8; (1 << 20) + 1])),
-            libc::EFBIG,
-            "node {i}"
-        );
-    }
+    same_errno_everywhere(&rig, &all, "nodes", "nodes/node1");
     fs::remove_file(rig.p(3, "big")).ok();
     fs::remove_file(rig.p(1, "nodes/node1/qemu-server/100.conf")).unwrap();
     fs::remove_dir(rig.p(2, "nodes/node1/qemu-server")).unwrap();
@@ -397,28 +389,7 @@ fn cluster_mixed_with_c_nodes() {
         fs::rename(rig.p(lw, "from-2"), rig.p(lw, "nodes/moved")).unwrap();
         ops::truncate(&rig.p(2, "nodes/n/f"), 4).unwrap();
         ops::utime(&rig.p(3, "nodes/moved"), 5, 7_654_321).unwrap();
-        for i in all {
-            assert_eq!(
-                errno(fs::create_dir(rig.p(i, "nodes"))),
-                libc::EEXIST,
-                "node {i}"
-            );
-            assert_eq!(
-                errno(fs::remove_dir(rig.p(i, "nodes/n"))),
-                libc::ENOTEMPTY,
-                "node {i}"
-            );
-            assert_eq!(
-                errno(fs::remove_file(rig.p(i, "nope"))),
-                libc::ENOENT,
-                "node {i}"
-            );
-            assert_eq!(
-                errno(fs::write(rig.p(i, "big"), vec![1u8; (1 << 20) + 1])),
-                libc::EFBIG,
-                "node {i}"
-            );
-        }
+        same_errno_everywhere(&rig, &all, "nodes", "nodes/n");
         // Locks: made on a C node, refused to refresh from another node.
         let c = if lw == 1 { 2 } else { 1 };
         for d in ["priv", "priv/lock", "priv/lock/mixed"] {
