@@ -6,9 +6,13 @@
 //! - [`status`]: the content of the virtual files and the change counters.
 //! - [`control`]: the control socket (`lwcfs stats`, `lwcfs flush`).
 //! - [`logging`]: tracing setup, debug level switchable through `.debug`.
+//! - [`clusterlog`]: the cluster log (ring buffer, duplicate filter, merge, JSON) [issue 5].
+//! - [`jsontext`]: JSON string bodies from C-printed bytes [issue 5].
 
 pub mod cli;
+pub mod clusterlog; // issue 5 (ipc branch)
 pub mod control;
+pub mod jsontext; // issue 5 (ipc branch)
 pub mod logging;
 pub mod run;
 pub mod service;
