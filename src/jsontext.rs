@@ -57,6 +57,34 @@ pub fn push_body(out: &mut String, bytes: &[u8]) {
     }
 }
 
+/// C's escaping of guest config values (`_g_str_append_kv_jsonescaped`): every `\` and `"`
+/// escaped; in addition control characters become `\u00XX` and bytes that are not valid UTF-8
+/// `?` (C prints both raw).
+pub fn push_escaped(out: &mut String, bytes: &[u8]) {
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'"' => out.push_str("\\\""),
+            0..=0x1f => {
+                let _ = write!(out, "\\u{b:04x}");
+            }
+            0x20..=0x7f => out.push(b as char),
+            _ => {
+                let n = utf8_len(&bytes[i..]);
+                match std::str::from_utf8(&bytes[i..i + n]) {
+                    Ok(s) if n > 0 => out.push_str(s),
+                    _ => out.push('?'),
+                }
+                i += n.max(1);
+                continue;
+            }
+        }
+        i += 1;
+    }
+}
+
 /// `"` + [`push_body`] + `"`.
 pub fn push_quoted(out: &mut String, bytes: &[u8]) {
     out.push('"');
@@ -157,6 +185,13 @@ mod tests {
         parses_to(b"a\"b\nc\\x\x01", "a\"b\nc\\x\u{1}");
         parses_to(b"\\\"q\\\"", "\"q\"");
         parses_to(b"\x7f", "\u{7f}");
+    }
+
+    #[test]
+    fn values_escape_every_backslash() {
+        let mut s = String::new();
+        push_escaped(&mut s, b"a\\n\"b\tc\xff");
+        assert_eq!(s, "a\\\\n\\\"b\\u0009c?");
     }
 
     #[test]

@@ -9,10 +9,12 @@
 //! - [`clusterlog`]: the cluster log (ring buffer, duplicate filter, merge, JSON) [issue 5].
 //! - [`jsontext`]: JSON string bodies from C-printed bytes [issue 5].
 //! - [`kvstatus`]: key/value status, node IPs and the RRD seam [issue 5].
+//! - [`ipc`]: the libqb IPC service `pve2` [issue 5].
 
 pub mod cli;
 pub mod clusterlog; // issue 5 (ipc branch)
 pub mod control;
+pub mod ipc; // issue 5 (ipc branch)
 pub mod jsontext; // issue 5 (ipc branch)
 pub mod kvstatus; // issue 5 (ipc branch)
 pub mod logging;

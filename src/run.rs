@@ -155,7 +155,7 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
     let svc = Service::new(
         tree.clone(),
         writer.clone(),
-        status,
+        status.clone(), // issue 5: the IPC service shares it
         ServiceConfig {
             nodename,
             lock_timeout: args.lock_timeout,
@@ -173,6 +173,16 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
             args.mount.display()
         ))
     })?;
+
+    // issue 5: the IPC service `pve2`, after the mount as in C; not starting it is fatal.
+    let ipc = match crate::ipc::Ipc::start(tree.clone(), status, gid) {
+        Ok(ipc) => ipc,
+        Err(e) => {
+            let _ = mounted.unmount(Duration::from_secs(1));
+            let _ = writer.shutdown();
+            return fail(format!("unable to start the IPC service 'pve2': {e}"));
+        }
+    };
 
     let control = match ControlServer::start(&args.paths.control_socket(), writer.clone(), tree) {
         Ok(c) => Some(c),
@@ -198,6 +208,7 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
         let _ = nix::unistd::chown(&flag, Some(0.into()), Some(gid.into()));
     }
     drop(control);
+    ipc.stop(); // issue 5: before the unmount, as in C
     match mounted.unmount(Duration::from_secs(1)) {
         Ok(true) => {}
         Ok(false) => tracing::warn!(
