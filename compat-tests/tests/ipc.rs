@@ -57,6 +57,27 @@ fn populate(d: &Daemon) {
     }
 }
 
+/// The daemon's `@pve2` socket is listening (in its network namespace).
+fn ipc_listening(d: &Daemon) -> bool {
+    fs::read_to_string(format!("/proc/{}/net/unix", d.pid()))
+        .map(|t| {
+            t.lines()
+                .any(|l| l.ends_with(" @pve2") || l.contains(" @pve2@"))
+        })
+        .unwrap_or(false)
+}
+
+/// Start a daemon and wait for its IPC socket (lwcfs listens before it reports ready, see
+/// `read_operations_match_the_virtual_files`; the wait lets this file run against C too).
+fn start(sb: &Sandbox) -> Daemon<'_> {
+    let d = sb.start(&Opts::default());
+    assert!(
+        wait_until(Duration::from_secs(10), || ipc_listening(&d)),
+        "no @pve2 socket in the daemon's network namespace"
+    );
+    d
+}
+
 /// Run `f` with a root client connected inside the daemon's network namespace.
 fn root<T: Send>(d: &Daemon, f: impl FnOnce(&mut Client) -> T + Send) -> T {
     d.in_netns(|| {
@@ -149,6 +170,7 @@ fn cstr(s: &str) -> Vec<u8> {
 fn read_operations_match_the_virtual_files() {
     let sb = Sandbox::with_ipcc(IPCC);
     let d = sb.start(&Opts::default());
+    assert!(ipc_listening(&d), "listening once the daemon is ready");
     populate(&d);
     root(&d, |c| {
         let version = text(call(c, 1, b""));
@@ -203,7 +225,7 @@ fn read_operations_match_the_virtual_files() {
 #[test]
 fn get_config_reads_the_tree() {
     let sb = Sandbox::with_ipcc(IPCC);
-    let d = sb.start(&Opts::default());
+    let d = start(&sb);
     populate(&d);
     root(&d, |c| {
         let cfg = storage_cfg();
@@ -259,7 +281,7 @@ fn get_config_reads_the_tree() {
 #[test]
 fn key_value_status() {
     let sb = Sandbox::with_ipcc(IPCC);
-    let d = sb.start(&Opts::default());
+    let d = start(&sb);
     root(&d, |c| {
         assert_eq!(call(c, 4, &set_status(b"kv/foo", b"one\0")), Ok(vec![]));
         assert_eq!(
@@ -347,7 +369,7 @@ fn key_value_status() {
 #[test]
 fn cluster_log() {
     let sb = Sandbox::with_ipcc(IPCC);
-    let d = sb.start(&Opts::default());
+    let d = start(&sb);
     let me = std::process::id();
     root(&d, |c| {
         let before = Instant::now();
@@ -446,7 +468,7 @@ fn cluster_log() {
 #[test]
 fn guest_properties_and_tokens() {
     let sb = Sandbox::with_ipcc(IPCC);
-    let d = sb.start(&Opts::default());
+    let d = start(&sb);
     populate(&d);
     root(&d, |c| {
         assert_eq!(
@@ -496,7 +518,7 @@ fn guest_properties_and_tokens() {
 #[test]
 fn malformed_requests() {
     let sb = Sandbox::with_ipcc(IPCC);
-    let d = sb.start(&Opts::default());
+    let d = start(&sb);
     populate(&d);
     root(&d, |c| {
         for id in [1, 2, 3, 10] {
@@ -548,7 +570,7 @@ fn reply(o: &Outcome) -> Result<Vec<u8>, i32> {
 #[test]
 fn read_only_clients() {
     let sb = Sandbox::with_ipcc(IPCC);
-    let d = sb.start(&Opts::default());
+    let d = start(&sb);
     populate(&d);
     root(&d, |c| call(c, 4, &set_status(b"kv/x", b"v\0")).unwrap());
     for who in [IpcUser::WwwData, IpcUser::RootWwwData] {
@@ -604,7 +626,7 @@ fn read_only_clients() {
 #[test]
 fn refused_clients() {
     let sb = Sandbox::with_ipcc(IPCC);
-    let d = sb.start(&Opts::default());
+    let d = start(&sb);
     for who in [
         IpcUser::Nobody,
         IpcUser::WwwDataSupplementary,
@@ -630,7 +652,7 @@ fn open_fds(pid: i32) -> usize {
 #[test]
 fn vanishing_clients_leave_the_daemon_serving() {
     let sb = Sandbox::with_ipcc(IPCC);
-    let d = sb.start(&Opts::default());
+    let d = start(&sb);
     populate(&d);
     fs::write(d.p("big.cfg"), vec![b'b'; 1 << 20]).unwrap();
     fs::write(d.p("fits.cfg"), vec![b'f'; (1 << 20) - 24 - 8]).unwrap();
@@ -717,7 +739,7 @@ fn vanishing_clients_leave_the_daemon_serving() {
 #[test]
 fn ipc_start_failure_is_a_startup_error() {
     let sb = Sandbox::with_ipcc(IPCC);
-    let d = sb.start(&Opts::default());
+    let d = start(&sb);
     let t = sb.path().join("second");
     for sub in ["db", "mnt", "run"] {
         fs::create_dir_all(t.join(sub)).unwrap();
@@ -755,7 +777,7 @@ fn ipc_start_failure_is_a_startup_error() {
 #[test]
 fn eight_clients_for_30_s_while_fuse_writes_run() {
     let sb = Sandbox::with_ipcc(IPCC);
-    let d = sb.start(&Opts::default());
+    let d = start(&sb);
     populate(&d);
     let stop = AtomicBool::new(false);
     let writes = AtomicU64::new(0);
