@@ -4,7 +4,6 @@
 //!
 //! The formatting functions are pure and unit-tested; the byte layout follows C's output.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -67,7 +66,7 @@ pub struct Status {
     pub pid: u32,
     debug: AtomicBool,
     /// Counter per observed path; all start at 1 (C bumps every counter at load).
-    counters: Mutex<HashMap<&'static str, u32>>,
+    counters: Mutex<[u32; OBSERVED_PATHS.len()]>,
     kv: KvStatus,
     clog: ClusterLog,
 }
@@ -91,7 +90,7 @@ impl Status {
             start_time,
             pid,
             debug: AtomicBool::new(debug),
-            counters: Mutex::new(OBSERVED_PATHS.iter().map(|p| (*p, 1)).collect()),
+            counters: Mutex::new([1; OBSERVED_PATHS.len()]),
             clog,
         }
     }
@@ -110,13 +109,8 @@ impl Status {
     /// a rename).
     pub fn record_change(&self, path: &TreePath) {
         let p = path.to_string();
-        if let Some(c) = self
-            .counters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(p.as_str())
-        {
-            *c += 1;
+        if let Some(i) = OBSERVED_PATHS.iter().position(|o| *o == p) {
+            self.counters.lock().unwrap_or_else(|e| e.into_inner())[i] += 1;
         }
     }
 
@@ -130,15 +124,17 @@ impl Status {
 
     /// `.version` (IPC op 1).
     pub fn version_json(&self, vmlist_version: u64) -> String {
-        let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        let mut s = String::from("{\n");
+        let counters = *self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = String::with_capacity(2048);
+        s.push_str("{\n");
         let _ = writeln!(s, "\"starttime\": {},", self.start_time);
         let _ = writeln!(s, "\"clinfo\": {},", self.kv.clinfo_version());
         let _ = writeln!(s, "\"vmlist\": {vmlist_version},");
-        for p in OBSERVED_PATHS {
-            let _ = writeln!(s, "\"{p}\": {},", counters[p]);
+        for (p, n) in OBSERVED_PATHS.iter().zip(counters) {
+            s.push('"');
+            s.push_str(p);
+            let _ = writeln!(s, "\": {n},");
         }
-        drop(counters);
         s.push_str("\"kvstore\": {\n");
         self.kv.write_versions(&mut s);
         s.push_str("}\n}\n");
