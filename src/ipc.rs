@@ -12,6 +12,7 @@
 mod guest;
 mod ops;
 pub mod proto;
+#[allow(unsafe_code)]
 mod qb;
 
 use std::io;

@@ -10,6 +10,9 @@
 //! - [`jsontext`]: JSON string bodies from C-printed bytes [issue 5].
 //! - [`kvstatus`]: key/value status, node IPs and the RRD seam [issue 5].
 //! - [`ipc`]: the libqb IPC service `pve2` [issue 5].
+//!
+//! `unsafe` is denied everywhere but in `ipc/qb.rs`, the libqb FFI.
+#![deny(unsafe_code)]
 
 pub mod cli;
 pub mod clusterlog; // issue 5 (ipc branch)
