@@ -66,6 +66,9 @@ pub struct Case {
     pub median_us: f64,
     pub p99_us: f64,
     pub calls_per_s: f64,
+    /// The daemon's CPU time (user + system, all threads) per timed call: what a call costs
+    /// the server, whatever else the machine runs.
+    pub server_cpu_us: f64,
 }
 
 /// The `q`-quantile (0..=1) of sorted samples, nearest rank.
@@ -91,6 +94,23 @@ pub fn config_1k() -> Vec<u8> {
     s
 }
 
+/// User + system CPU time of a process, in clock ticks (`/proc/PID/stat` fields 14 and 15).
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may contain spaces: fields are counted after its closing parenthesis.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    n(11) + n(12)
+}
+
+fn ticks_per_s() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map_or(100.0, |t| t as f64)
+}
+
 fn listening(pid: i32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/net/unix"))
         .map(|t| t.lines().any(|l| l.contains(" @pve2")))
@@ -98,18 +118,19 @@ fn listening(pid: i32) -> bool {
 }
 
 /// `n` clients, each `warmup` + `calls` calls of `op`, from threads in the net namespace of
-/// `pid`. Returns every timed latency (ns) and the wall time of the timed part.
+/// `pid`. Returns every timed latency (ns), the wall time of the timed part and the daemon's
+/// CPU ticks during it.
 fn measure(
     pid: i32,
     op: Op,
     n: usize,
     warmup: usize,
     calls: usize,
-) -> Result<(Vec<u64>, Duration), String> {
+) -> Result<(Vec<u64>, Duration, u64), String> {
     let msg = op.request();
     let ns_path = format!("/proc/{pid}/ns/net");
     let barrier = Barrier::new(n + 1);
-    let (samples, wall) = std::thread::scope(|s| {
+    let (samples, wall, ticks) = std::thread::scope(|s| {
         let handles: Vec<_> = (0..n)
             .map(|_| {
                 let (msg, ns_path, barrier) = (&msg, &ns_path, &barrier);
@@ -151,16 +172,16 @@ fn measure(
             })
             .collect();
         barrier.wait();
-        let start = Instant::now();
+        let (start, cpu0) = (Instant::now(), cpu_ticks(pid));
         barrier.wait();
-        let wall = start.elapsed();
+        let (wall, ticks) = (start.elapsed(), cpu_ticks(pid).saturating_sub(cpu0));
         let samples: Result<Vec<Vec<u64>>, String> = handles
             .into_iter()
             .map(|h| h.join().expect("client thread"))
             .collect();
-        (samples, wall)
+        (samples, wall, ticks)
     });
-    Ok((samples?.concat(), wall))
+    Ok((samples?.concat(), wall, ticks))
 }
 
 /// Run every case against one daemon binary.
@@ -187,8 +208,9 @@ pub fn run_daemon(binary: &Path, label: &str, opts: &Options) -> Result<Vec<Case
     let mut cases = Vec::new();
     for op in [Op::FsVersion, Op::Config1k] {
         for &n in &opts.clients {
-            let (mut lat, wall) = measure(d.pid(), op, n, opts.warmup, opts.calls)?;
+            let (mut lat, wall, ticks) = measure(d.pid(), op, n, opts.warmup, opts.calls)?;
             lat.sort_unstable();
+            let cpu_us = ticks as f64 / ticks_per_s() * 1e6;
             cases.push(Case {
                 daemon: label.to_owned(),
                 op: op.name(),
@@ -197,6 +219,7 @@ pub fn run_daemon(binary: &Path, label: &str, opts: &Options) -> Result<Vec<Case
                 median_us: quantile(&lat, 0.5) as f64 / 1000.0,
                 p99_us: quantile(&lat, 0.99) as f64 / 1000.0,
                 calls_per_s: lat.len() as f64 / wall.as_secs_f64().max(1e-9),
+                server_cpu_us: cpu_us / lat.len().max(1) as f64,
             });
         }
     }
@@ -236,6 +259,7 @@ pub fn merge_runs(runs: &[Case]) -> Vec<Case> {
             median_us: med(&|c| c.median_us),
             p99_us: med(&|c| c.p99_us),
             calls_per_s: med(&|c| c.calls_per_s),
+            server_cpu_us: med(&|c| c.server_cpu_us),
         });
     }
     out
@@ -251,11 +275,13 @@ pub fn table(cases: &[Case]) -> String {
     }
     let mut out = String::from("| operation | clients |");
     for d in &daemons {
-        out.push_str(&format!(" {d} median µs | {d} p99 µs | {d} calls/s |"));
+        out.push_str(&format!(
+            " {d} median µs | {d} p99 µs | {d} calls/s | {d} server CPU µs/call |"
+        ));
     }
     out.push_str("\n|---|---:|");
     for _ in &daemons {
-        out.push_str("---:|---:|---:|");
+        out.push_str("---:|---:|---:|---:|");
     }
     out.push('\n');
     let mut keys: Vec<(&str, usize)> = Vec::new();
@@ -272,10 +298,10 @@ pub fn table(cases: &[Case]) -> String {
                 .find(|c| c.daemon == *d && c.op == op && c.clients == n)
             {
                 Some(c) => out.push_str(&format!(
-                    " {:.1} | {:.1} | {:.0} |",
-                    c.median_us, c.p99_us, c.calls_per_s
+                    " {:.1} | {:.1} | {:.0} | {:.1} |",
+                    c.median_us, c.p99_us, c.calls_per_s, c.server_cpu_us
                 )),
-                None => out.push_str(" – | – | – |"),
+                None => out.push_str(" – | – | – | – |"),
             }
         }
         out.push('\n');
@@ -318,6 +344,7 @@ mod tests {
             median_us: m,
             p99_us: m,
             calls_per_s: m,
+            server_cpu_us: m,
         };
         let merged = merge_runs(&[case(3.0), case(1.0), case(2.0)]);
         assert_eq!(merged.len(), 1);
@@ -339,13 +366,16 @@ mod tests {
             median_us: m,
             p99_us: m * 2.0,
             calls_per_s: 1000.0,
+            server_cpu_us: 3.0,
         };
         let t = table(&[
             case("lwcfs", "GET_FS_VERSION", 1, 10.0),
             case("pmxcfs", "GET_FS_VERSION", 1, 20.0),
         ]);
         assert!(
-            t.contains("| GET_FS_VERSION | 1 | 10.0 | 20.0 | 1000 | 20.0 | 40.0 | 1000 |"),
+            t.contains(
+                "| GET_FS_VERSION | 1 | 10.0 | 20.0 | 1000 | 3.0 | 20.0 | 40.0 | 1000 | 3.0 |"
+            ),
             "{t}"
         );
     }
