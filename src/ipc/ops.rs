@@ -59,6 +59,8 @@ impl Pve2 {
             }
             Request::ClusterInfo => text(self.status.members_json()),
             Request::GuestList => text(vmlist_json(self.tree.lock().vmlist())),
+            // Cluster mode (status group): multicast (key, value) after this, whatever the
+            // local result, as C does (status.md §2.1 step 3).
             Request::SetStatus { key, value } => self
                 .status
                 .kv()
@@ -82,6 +84,8 @@ impl Pve2 {
                 tag,
                 msg,
             } => {
+                // Cluster mode (status group): multicast the returned entry as a LOG message,
+                // also when the local duplicate filter dropped it (status.md §4.8).
                 self.status.clusterlog().log(NewEntry {
                     node: self.status.nodename.as_bytes(),
                     ident,
