@@ -15,14 +15,25 @@
 //!   behind its back.
 //! - [`control`]: the control socket (`lwcfs stats`, `lwcfs flush`).
 //! - [`logging`]: tracing setup, debug level switchable through `.debug`.
+//! - [`clusterlog`]: the cluster log (ring buffer, duplicate filter, merge, JSON) [issue 5].
+//! - [`jsontext`]: JSON string bodies from C-printed bytes [issue 5].
+//! - [`kvstatus`]: key/value status, node IPs and the RRD seam [issue 5].
+//! - [`ipc`]: the libqb IPC service `pve2` [issue 5].
+//!
+//! `unsafe` is denied everywhere but in `ipc/qb.rs`, the libqb FFI.
+#![deny(unsafe_code)]
 
 pub mod cli;
 pub mod cluster;
+pub mod clusterlog;
 pub mod control;
 pub mod corosync_conf;
 pub mod dcdb;
 pub mod defer;
+pub mod ipc;
+pub mod jsontext;
 pub mod kcache;
+pub mod kvstatus;
 pub mod logging;
 pub mod rrd;
 pub mod run;

@@ -13,6 +13,8 @@
 
 pub mod files;
 pub mod key;
+// The FFI to librrd: the only unsafe code of the RRD side (see its module doc).
+#[allow(unsafe_code)]
 mod librrd;
 pub mod rrdcached;
 pub mod schema;

@@ -155,7 +155,7 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
     let shared = Shared::new(
         tree.clone(),
         writer.clone(),
-        status,
+        status.clone(),
         kcache.clone(),
         args.defer_bound,
     );
@@ -215,6 +215,19 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
         tracing::error!("cannot start the kernel cache thread: {e}");
     }
 
+    // The IPC service `pve2`, after the mount as in C; not starting it is fatal.
+    let ipc = match crate::ipc::Ipc::start(tree.clone(), status, gid) {
+        Ok(ipc) => ipc,
+        Err(e) => {
+            let _ = mounted.unmount(Duration::from_secs(1));
+            if let Some(c) = &cluster {
+                c.shutdown();
+            }
+            let _ = writer.shutdown();
+            return fail(format!("unable to start the IPC service 'pve2': {e}"));
+        }
+    };
+
     let control = match ControlServer::start(
         &args.paths.control_socket(),
         writer.clone(),
@@ -245,6 +258,7 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
         let _ = nix::unistd::chown(&flag, Some(0.into()), Some(gid.into()));
     }
     drop(control);
+    ipc.stop(); // issue 5: before the unmount, as in C
     match mounted.unmount(Duration::from_secs(1)) {
         Ok(true) => {}
         Ok(false) => tracing::warn!(

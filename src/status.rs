@@ -1,5 +1,6 @@
 //! Local status: the content of the virtual files in local mode (local.md §8), the per-path
-//! change counters of `.version`, the debug flag and the cluster log's start entry.
+//! change counters of `.version`, the debug flag, the key/value status and the cluster log
+//! (with its start entry).
 //!
 //! The formatting functions are pure and unit-tested; the byte layout follows C's output.
 //!
@@ -9,12 +10,14 @@
 pub mod clog_wire;
 pub mod kvstore;
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use lwcfs_memdb::{TreePath, VmList};
+
+use crate::clusterlog::{self, ClusterLog, NewEntry};
+use crate::kvstatus::KvStatus;
 
 /// The paths whose change counters `.version` reports, in C's order (`status.c`).
 pub const OBSERVED_PATHS: [&str; 43] = [
@@ -69,31 +72,51 @@ pub struct Status {
     pub pid: u32,
     debug: AtomicBool,
     /// Counter per observed path; all start at 1 (C bumps every counter at load).
-    counters: Mutex<HashMap<&'static str, u32>>,
+    counters: Mutex<[u32; OBSERVED_PATHS.len()]>,
+    kv: KvStatus,
+    clog: ClusterLog,
 }
 
 impl Status {
+    /// The cluster log starts with C's one entry of its own (status.md §4.7).
     pub fn new(nodename: String, start_time: u32, pid: u32, debug: bool) -> Status {
+        let clog = ClusterLog::new();
+        clog.log(NewEntry {
+            node: nodename.as_bytes(),
+            ident: b"root",
+            tag: b"cluster",
+            pid,
+            time: start_time,
+            priority: 6,
+            msg: b"starting cluster log",
+        });
         Status {
+            kv: KvStatus::new(&nodename),
             nodename,
             start_time,
             pid,
             debug: AtomicBool::new(debug),
-            counters: Mutex::new(OBSERVED_PATHS.iter().map(|p| (*p, 1)).collect()),
+            counters: Mutex::new([1; OBSERVED_PATHS.len()]),
+            clog,
         }
+    }
+
+    /// Key/value status (IPC SET_STATUS/GET_STATUS, `nodeip`, RRD).
+    pub fn kv(&self) -> &KvStatus {
+        &self.kv
+    }
+
+    /// The cluster log (IPC LOG_CLUSTER_MSG/GET_CLUSTER_LOG, `.clusterlog`).
+    pub fn clusterlog(&self) -> &ClusterLog {
+        &self.clog
     }
 
     /// A successful change of `path` (create, write, truncate, utimens, delete, either side of
     /// a rename).
     pub fn record_change(&self, path: &TreePath) {
         let p = path.to_string();
-        if let Some(c) = self
-            .counters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(p.as_str())
-        {
-            *c += 1;
+        if let Some(i) = OBSERVED_PATHS.iter().position(|o| *o == p) {
+            self.counters.lock().unwrap_or_else(|e| e.into_inner())[i] += 1;
         }
     }
 
@@ -104,7 +127,7 @@ impl Status {
             .counters
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .values_mut()
+            .iter_mut()
         {
             *c += 1;
         }
@@ -120,38 +143,35 @@ impl Status {
 
     /// `.version` (IPC op 1).
     pub fn version_json(&self, vmlist_version: u64) -> String {
-        let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        let mut s = String::from("{\n");
+        let counters = *self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = String::with_capacity(2048);
+        s.push_str("{\n");
         let _ = writeln!(s, "\"starttime\": {},", self.start_time);
-        s.push_str("\"clinfo\": 0,\n");
+        let _ = writeln!(s, "\"clinfo\": {},", self.kv.clinfo_version());
         let _ = writeln!(s, "\"vmlist\": {vmlist_version},");
-        for p in OBSERVED_PATHS {
-            let _ = writeln!(s, "\"{p}\": {},", counters[p]);
+        for (p, n) in OBSERVED_PATHS.iter().zip(counters) {
+            s.push('"');
+            s.push_str(p);
+            let _ = writeln!(s, "\": {n},");
         }
-        let _ = write!(
-            s,
-            "\"kvstore\": {{\n\"{}\": {{\n}}\n}}\n}}\n",
-            self.nodename
-        );
+        s.push_str("\"kvstore\": {\n");
+        self.kv.write_versions(&mut s);
+        s.push_str("}\n}\n");
         s
     }
 
     /// `.members` (IPC op 2) without cluster information.
     pub fn members_json(&self) -> String {
         format!(
-            "{{\n\"nodename\": \"{}\",\n\"version\": 0\n}}\n",
-            self.nodename
+            "{{\n\"nodename\": \"{}\",\n\"version\": {}\n}}\n",
+            self.nodename,
+            self.kv.clinfo_version()
         )
     }
 
-    /// `.clusterlog` (IPC op 8): in local mode, just the entry logged at start.
+    /// `.clusterlog`: the 50 newest entries (IPC op 8 with its defaults).
     pub fn clusterlog_json(&self) -> String {
-        format!(
-            "{{\n\"data\": [\n{{\"uid\": 1, \"time\": {}, \"pri\": 6, \"tag\": \"cluster\", \
-             \"pid\": {}, \"node\": \"{}\", \"user\": \"root\", \"msg\": \"starting cluster \
-             log\"}}\n]\n}}\n",
-            self.start_time, self.pid, self.nodename
-        )
+        self.clog.dump_json(b"", clusterlog::DEFAULT_MAX)
     }
 }
 
@@ -240,6 +260,26 @@ mod tests {
             "{\n\"version\": 2,\n\"ids\": {\n\"100\": { \"node\": \"vm\", \"type\": \"qemu\", \
              \"version\": 1 },\n\"101\": { \"node\": \"vm\", \"type\": \"lxc\", \"version\": 2 \
              }}\n\n}\n"
+        );
+        serde_json::from_str::<serde_json::Value>(&text).unwrap();
+    }
+
+    /// local.md §8: the kvstore section of `.version`, and `nodeip` moving `clinfo`.
+    #[test]
+    fn version_json_shows_kv_versions_and_clinfo() {
+        let st = Status::new("vm".into(), 1, 7, false);
+        st.kv().set(b"kv/foo", b"a\0").unwrap();
+        st.kv().set(b"kv/foo", b"b\0").unwrap();
+        st.kv().set(b"nodeip", b"10.0.0.1\0").unwrap();
+        let text = st.version_json(0);
+        assert!(text.contains("\"clinfo\": 1,\n"), "{text}");
+        assert!(
+            text.ends_with("\"kvstore\": {\n\"vm\": {\n\"kv/foo\": 1}\n}\n}\n"),
+            "{text}"
+        );
+        assert_eq!(
+            st.members_json(),
+            "{\n\"nodename\": \"vm\",\n\"version\": 1\n}\n"
         );
         serde_json::from_str::<serde_json::Value>(&text).unwrap();
     }

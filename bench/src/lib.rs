@@ -11,6 +11,8 @@
 //! - [`summary`], [`units`], [`report`]: medians, spreads, the table and the JSON.
 //! - [`sandbox`]: loop-mounted ext4, namespaces, daemon lifecycle; guards that clean up.
 //! - [`runner`]: one measured run, from a fresh sandbox to the synced figures.
+//! - [`ipc`]: `lwcfs-bench ipc`, round trips of the `pve2` IPC service with the repository's
+//!   libqb client (`lwcfs-compat-tests`).
 //!
 //! Invariant: the host's `/etc/pve`, `/var/lib/pve-cluster` and `/run` are never touched; every
 //! mount is made inside a private mount namespace.
@@ -19,6 +21,7 @@ pub mod content;
 pub mod diskstat;
 pub mod exec;
 pub mod ha;
+pub mod ipc;
 pub mod plan;
 pub mod procio;
 pub mod progress;
