@@ -4,10 +4,9 @@
 //!
 //! The formatting functions are pure and unit-tested; the byte layout follows C's output.
 //!
-//! - [`kvstore`]: the messages of the status group `pve_kvstore_v1` (UPDATE, LOG, the state).
-//! - [`clog_wire`]: the byte layout of cluster-log entries and of the cluster-log buffer.
+//! - [`kvstore`]: the messages of the status group `pve_kvstore_v1` (UPDATE, LOG); the state
+//!   is the cluster-log ring ([`crate::clusterlog`]).
 
-pub mod clog_wire;
 pub mod kvstore;
 
 use std::fmt::Write as _;

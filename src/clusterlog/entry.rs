@@ -36,6 +36,8 @@ pub enum EntryError {
     Unterminated(&'static str),
 }
 
+impl std::error::Error for EntryError {}
+
 impl fmt::Display for EntryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
