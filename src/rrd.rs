@@ -89,6 +89,32 @@ impl Rrd {
     }
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The key/value status hands `rrd/…` updates here, and asks for the dump here.
+impl crate::kvstatus::RrdSink for Rrd {
+    fn update(&self, key: &[u8], value: &[u8]) -> bool {
+        let Ok(key) = std::str::from_utf8(crate::jsontext::c_str(key)) else {
+            tracing::debug!("rrd key is not UTF-8: {:?}", String::from_utf8_lossy(key));
+            return crate::kvstatus::rrd_value_ok(value);
+        };
+        Rrd::update(self, key, value, unix_now()).is_ok()
+    }
+
+    /// The text and one NUL, always (C adds the NUL only when the dump was rebuilt, so a
+    /// cached empty dump could answer with nothing at all).
+    fn dump(&self) -> Vec<u8> {
+        let mut out = Rrd::dump(self, unix_now()).into_bytes();
+        out.push(0);
+        out
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -151,6 +151,10 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
             .map_err(|e| StartError(format!("unable to open database for writing: {e}")))?,
     );
 
+    // RRD updates (SET_STATUS `rrd/…`, here or from other nodes) reach the RRD files.
+    status
+        .kv()
+        .set_rrd(Arc::new(crate::rrd::Rrd::new(args.rrd_config())));
     let kcache = Arc::new(KernelCache::new());
     let shared = Shared::new(
         tree.clone(),

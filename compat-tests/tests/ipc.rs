@@ -353,6 +353,32 @@ fn key_value_status() {
             call(c, 5, &get_status(b"rrd/pve2-node/node1", b"")),
             Err(ENOENT)
         );
+        // A real update reaches the dump, `.rrd`, and the node's RRD file (librrd directly:
+        // no rrdcached listens in the sandbox).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let v = format!(
+            "{now}:0:1.5:4:0.25:16000000:8000000:2000000:1000000:100000000:50000000:1000:2000\0"
+        );
+        assert_eq!(
+            call(c, 4, &set_status(b"rrd/pve2-node/node1", v.as_bytes())),
+            Ok(vec![])
+        );
+        let dump = call(c, 10, b"").unwrap();
+        let line = format!("pve2-node/node1:{}\n", v.trim_end_matches('\0'));
+        assert!(
+            String::from_utf8_lossy(&dump).contains(&line),
+            "{:?}",
+            String::from_utf8_lossy(&dump)
+        );
+        assert_eq!(fs::read(d.p(".rrd")).unwrap(), &dump[..dump.len() - 1]);
+        let file = format!(
+            "/proc/{}/root/var/lib/rrdcached/db/pve-node-9.0/node1",
+            d.pid()
+        );
+        assert!(std::path::Path::new(&file).exists(), "{file} missing");
         // A key with a quote still gives valid JSON (C: invalid until removed).
         call(c, 4, &set_status(b"kv/\"quoted\"", b"q\0")).unwrap();
         assert_eq!(
