@@ -7,6 +7,7 @@
 //! - [`cluster`]: cluster mode: the service loop (CPG, quorum, cmap), `submit` for FUSE writers,
 //!   `.members`.
 //! - [`dcdb`]: the database group's application (apply, state, updates, sync commit, verify).
+//! - [`kvgroup`]: the status group's application (kv status, cluster log, node IPs).
 //! - [`corosync_conf`]: `corosync.conf` in the tree and on the host.
 //! - [`status`]: the content of the virtual files and the change counters; the kvstore codec.
 //! - [`rrd`]: the RRD table, its dump, and the RRD files (rrdcached, librrd).
@@ -33,6 +34,7 @@ pub mod defer;
 pub mod ipc;
 pub mod jsontext;
 pub mod kcache;
+pub mod kvgroup;
 pub mod kvstatus;
 pub mod logging;
 pub mod rrd;

@@ -400,10 +400,7 @@ impl Service {
             ".version" => self
                 .status
                 .version_json(self.tree.lock().vmlist().version()),
-            ".members" => match &self.cluster {
-                Some(c) => c.members_json(&self.cfg.nodename),
-                None => self.status.members_json(),
-            },
+            ".members" => self.status.members_json(),
             ".vmlist" => vmlist_json(self.tree.lock().vmlist()),
             ".clusterlog" => self.status.clusterlog_json(),
             ".debug" => if self.status.debug() { "1\n" } else { "0\n" }.to_owned(),

@@ -9,13 +9,14 @@
 
 pub mod kvstore;
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use lwcfs_memdb::{TreePath, VmList};
 
-use crate::clusterlog::{self, ClusterLog, NewEntry};
+use crate::clusterlog::{self, ClusterLog, Entry, NewEntry};
 use crate::kvstatus::KvStatus;
 
 /// The paths whose change counters `.version` reports, in C's order (`status.c`).
@@ -65,6 +66,28 @@ pub const OBSERVED_PATHS: [&str; 43] = [
     "mapping/usb.cfg",
 ];
 
+/// Where local status changes go to reach the other nodes (the status group, in cluster mode).
+pub trait Broadcast: Send + Sync {
+    /// Multicast a key/value update (C `kvstore_send_update_message`).
+    fn update(&self, key: &[u8], value: &[u8]);
+    /// Multicast a cluster-log entry.
+    fn log(&self, entry: &Entry);
+}
+
+/// What `.members` shows in cluster mode (C's `cfs_clinfo_t`): from cmap, the quorum service
+/// and the status group's membership.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterView {
+    pub name: String,
+    /// `totem.config_version`.
+    pub config_version: u64,
+    /// (nodeid, name), in cmap's order.
+    pub nodes: Vec<(u32, String)>,
+    pub quorate: bool,
+    /// Node ids in the status group.
+    pub online: BTreeSet<u32>,
+}
+
 pub struct Status {
     pub nodename: String,
     pub start_time: u32,
@@ -74,6 +97,11 @@ pub struct Status {
     counters: Mutex<[u32; OBSERVED_PATHS.len()]>,
     kv: KvStatus,
     clog: ClusterLog,
+    /// `None` in local mode.
+    cluster: Mutex<Option<ClusterView>>,
+    broadcast: OnceLock<Arc<dyn Broadcast>>,
+    /// The address resolved for the node name at start (C `cfs.ip`).
+    local_ip: Mutex<Option<String>>,
 }
 
 impl Status {
@@ -97,7 +125,97 @@ impl Status {
             debug: AtomicBool::new(debug),
             counters: Mutex::new([1; OBSERVED_PATHS.len()]),
             clog,
+            cluster: Mutex::new(None),
+            broadcast: OnceLock::new(),
+            local_ip: Mutex::new(None),
         }
+    }
+
+    fn view(&self) -> MutexGuard<'_, Option<ClusterView>> {
+        self.cluster.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Cluster mode: local changes are multicast through `b` from now on.
+    pub fn set_broadcast(&self, b: Arc<dyn Broadcast>) {
+        let _ = self.broadcast.set(b);
+    }
+
+    /// C `cfs_status_set`: store, then multicast unless the value is too big (also when the
+    /// local table refused it, as C does).
+    pub fn set_status(&self, key: &[u8], value: &[u8]) -> Result<(), crate::kvstatus::SetError> {
+        let r = self.kv.set(key, value);
+        if r != Err(crate::kvstatus::SetError::TooBig) {
+            if let Some(b) = self.broadcast.get() {
+                b.update(crate::jsontext::c_str(key), value);
+            }
+        }
+        r
+    }
+
+    /// C `cfs_cluster_log`: log here, then multicast the entry (also when the duplicate filter
+    /// dropped it here).
+    pub fn cluster_log(&self, new: NewEntry<'_>) {
+        if let Some(e) = self.clog.log(new) {
+            if let Some(b) = self.broadcast.get() {
+                b.log(&e);
+            }
+        }
+    }
+
+    /// The address this node announces as `nodeip` (resolved from the node name at start).
+    pub fn set_local_ip(&self, ip: Option<String>) {
+        *self.local_ip.lock().unwrap_or_else(|e| e.into_inner()) = ip;
+    }
+
+    /// The `nodeip` value this node multicasts when its status group is synced: the stored
+    /// one, else the address resolved at start (C `dfsm_synced`).
+    pub fn nodeip(&self) -> Option<Vec<u8>> {
+        if let Some(ip) = self.kv.ip(self.nodename.as_bytes()) {
+            return Some(ip);
+        }
+        let ip = self
+            .local_ip
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        Some(ip.into_bytes())
+    }
+
+    /// Cluster mode: a new configuration from cmap (C `cfs_status_set_clinfo`: keeps the
+    /// online flags, bumps the cluster-info version).
+    pub fn set_cluster_config(&self, name: String, config_version: u64, nodes: Vec<(u32, String)>) {
+        let mut v = self.view();
+        let view = v.get_or_insert_with(ClusterView::default);
+        view.name = name;
+        view.config_version = config_version;
+        view.nodes = nodes;
+        drop(v);
+        self.kv.bump_clinfo();
+    }
+
+    pub fn set_quorate(&self, quorate: bool) {
+        if let Some(v) = self.view().as_mut() {
+            v.quorate = quorate;
+        }
+    }
+
+    /// The status group's members changed (C's kvstore confchg): online flags, clinfo version.
+    pub fn set_online(&self, nodeids: impl IntoIterator<Item = u32>) {
+        let mut v = self.view();
+        let view = v.get_or_insert_with(ClusterView::default);
+        view.online = nodeids.into_iter().collect();
+        drop(v);
+        self.kv.bump_clinfo();
+    }
+
+    /// The name of a node of the cmap node list (C: updates from other ids are dropped).
+    pub fn node_name(&self, nodeid: u32) -> Option<String> {
+        let v = self.view();
+        let view = v.as_ref()?;
+        view.nodes
+            .iter()
+            .find(|(id, _)| *id == nodeid)
+            .map(|(_, n)| n.clone())
     }
 
     /// Key/value status (IPC SET_STATUS/GET_STATUS, `nodeip`, RRD).
@@ -159,13 +277,51 @@ impl Status {
         s
     }
 
-    /// `.members` (IPC op 2) without cluster information.
+    /// `.members` (IPC op 2; C `cfs_create_memberlist_msg`, cluster.md §7.3): without a
+    /// cluster, only the node name and the cluster-info version.
     pub fn members_json(&self) -> String {
-        format!(
-            "{{\n\"nodename\": \"{}\",\n\"version\": {}\n}}\n",
+        let mut s = format!(
+            "{{\n\"nodename\": \"{}\",\n\"version\": {}",
             self.nodename,
             self.kv.clinfo_version()
-        )
+        );
+        let body = |b: &[u8]| {
+            let mut o = String::new();
+            crate::jsontext::push_body(&mut o, b);
+            o
+        };
+        let v = self.view();
+        let Some(view) = v.as_ref().filter(|v| !v.nodes.is_empty()) else {
+            s.push_str("\n}\n");
+            return s;
+        };
+        let _ = write!(
+            s,
+            ",\n\"cluster\": {{ \"name\": \"{}\", \"version\": {}, \"nodes\": {}, \"quorate\": {} }},\n\"nodelist\": {{\n",
+            body(view.name.as_bytes()),
+            view.config_version as u32,
+            view.nodes.len(),
+            u8::from(view.quorate)
+        );
+        let rows: Vec<String> = view
+            .nodes
+            .iter()
+            .map(|(id, name)| {
+                let ip = self
+                    .kv
+                    .ip(name.as_bytes())
+                    .map(|ip| format!(", \"ip\": \"{}\"", body(&ip)))
+                    .unwrap_or_default();
+                format!(
+                    "  \"{}\": {{ \"id\": {id}, \"online\": {}{ip}}}",
+                    body(name.as_bytes()),
+                    u8::from(view.online.contains(id))
+                )
+            })
+            .collect();
+        s.push_str(&rows.join(",\n"));
+        s.push_str("\n  }\n}\n");
+        s
     }
 
     /// `.clusterlog`: the 50 newest entries (IPC op 8 with its defaults).

@@ -7,6 +7,44 @@
 
 pub mod script;
 
+/// Request payloads as PVE::IPCC packs them.
+pub mod req {
+    pub fn padded(s: &[u8], len: usize) -> Vec<u8> {
+        let mut v = s.to_vec();
+        v.resize(len, 0);
+        v
+    }
+
+    /// Perl `pack("Z[256]Z*", key, value)` (value with its NUL), or the bare name.
+    pub fn set_status(key: &[u8], value: &[u8]) -> Vec<u8> {
+        [padded(key, 256), value.to_vec()].concat()
+    }
+
+    /// `pack("Z[256]Z[256]", key, node)`.
+    pub fn get_status(key: &[u8], node: &[u8]) -> Vec<u8> {
+        [padded(key, 256), padded(node, 256)].concat()
+    }
+
+    /// `pack("CCCZ*Z*Z*", prio, len(ident)+1, len(tag)+1, ident, tag, msg)`.
+    pub fn log_msg(prio: u8, ident: &[u8], tag: &[u8], msg: &[u8]) -> Vec<u8> {
+        let mut p = vec![prio, ident.len() as u8 + 1, tag.len() as u8 + 1];
+        for s in [ident, tag, msg] {
+            p.extend_from_slice(s);
+            p.push(0);
+        }
+        p
+    }
+
+    /// `pack("VVVVZ*", max, 0, 0, 0, user)`.
+    pub fn get_log(max: u32, user: &[u8]) -> Vec<u8> {
+        let mut p = max.to_le_bytes().to_vec();
+        p.extend_from_slice(&[0; 12]);
+        p.extend_from_slice(user);
+        p.push(0);
+        p
+    }
+}
+
 use std::ffi::{c_void, CString};
 use std::io;
 

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use libc::{EACCES, ECHRNG, EFBIG, EINVAL, ENOENT, ENOMEM, EPERM};
+use lwcfs_compat_tests::ipcc::req::{get_log, get_status, log_msg, padded, set_status};
 use lwcfs_compat_tests::ipcc::script::{self, Command as Cmd, Outcome};
 use lwcfs_compat_tests::ipcc::{request, Client, Reply};
 use lwcfs_compat_tests::sandbox::{wait_until, Daemon, IpcUser, Opts, Sandbox, HOSTNAME};
@@ -102,41 +103,6 @@ fn text(r: Result<Vec<u8>, i32>) -> String {
 fn json(r: Result<Vec<u8>, i32>) -> serde_json::Value {
     let t = text(r);
     serde_json::from_str(&t).unwrap_or_else(|e| panic!("invalid JSON ({e}): {t}"))
-}
-
-fn padded(s: &[u8], len: usize) -> Vec<u8> {
-    let mut v = s.to_vec();
-    v.resize(len, 0);
-    v
-}
-
-/// Perl `pack("Z[256]Z*", key, value)` (value with its NUL), or the bare name.
-fn set_status(key: &[u8], value: &[u8]) -> Vec<u8> {
-    [padded(key, 256), value.to_vec()].concat()
-}
-
-/// `pack("Z[256]Z[256]", key, node)`.
-fn get_status(key: &[u8], node: &[u8]) -> Vec<u8> {
-    [padded(key, 256), padded(node, 256)].concat()
-}
-
-/// `pack("CCCZ*Z*Z*", prio, len(ident)+1, len(tag)+1, ident, tag, msg)`.
-fn log_msg(prio: u8, ident: &[u8], tag: &[u8], msg: &[u8]) -> Vec<u8> {
-    let mut p = vec![prio, ident.len() as u8 + 1, tag.len() as u8 + 1];
-    for s in [ident, tag, msg] {
-        p.extend_from_slice(s);
-        p.push(0);
-    }
-    p
-}
-
-/// `pack("VVVVZ*", max, 0, 0, 0, user)`.
-fn get_log(max: u32, user: &[u8]) -> Vec<u8> {
-    let mut p = max.to_le_bytes().to_vec();
-    p.extend_from_slice(&[0; 12]);
-    p.extend_from_slice(user);
-    p.push(0);
-    p
 }
 
 /// `pack("VZ*", vmid, prop)`.

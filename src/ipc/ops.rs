@@ -59,12 +59,11 @@ impl Pve2 {
             }
             Request::ClusterInfo => text(self.status.members_json()),
             Request::GuestList => text(vmlist_json(self.tree.lock().vmlist())),
-            // Cluster mode (status group): multicast (key, value) after this, whatever the
-            // local result, as C does (status.md §2.1 step 3).
+            // In cluster mode (key, value) is multicast too, whatever the local result, as C
+            // does (status.md §2.1 step 3).
             Request::SetStatus { key, value } => self
                 .status
-                .kv()
-                .set(key, value)
+                .set_status(key, value)
                 .map(|()| Vec::new())
                 .map_err(|e| e.errno()),
             Request::GetStatus { key, node } => self.status.kv().get(node, key).ok_or(libc::ENOENT),
@@ -84,9 +83,9 @@ impl Pve2 {
                 tag,
                 msg,
             } => {
-                // Cluster mode (status group): multicast the returned entry as a LOG message,
-                // also when the local duplicate filter dropped it (status.md §4.8).
-                self.status.clusterlog().log(NewEntry {
+                // In cluster mode the entry is multicast as a LOG message too, also when the
+                // local duplicate filter dropped it (status.md §4.8).
+                self.status.cluster_log(NewEntry {
                     node: self.status.nodename.as_bytes(),
                     ident,
                     tag,
