@@ -278,14 +278,30 @@ fn cluster_stopped_and_killed_nodes_resync() {
 
 #[test]
 fn cluster_partition_denies_writes_without_quorum_and_heals() {
-    let rig = cluster(3, FAST);
+    let rig = Arc::new(cluster(3, FAST));
     fs::write(rig.p(3, "pre"), b"0").unwrap();
     rig.link(3, false);
+    // Inside the window before Corosync sees the loss, a write on node 3 may still be sent: it
+    // waits, then ends as §4.3 says (applied, EACCES, EPERM when it is delivered to a node
+    // that has just lost quorum, or EBUSY when the group went away under it) — never hangs.
+    let early = {
+        let rig = rig.clone();
+        std::thread::spawn(move || errno(fs::write(rig.p(3, "in-window"), b"1")))
+    };
     // Corosync needs a few seconds to see the loss; then node 3 refuses at once.
     let lost = wait_until(Duration::from_secs(30), || {
         rig.stats(3)["cluster"]["quorate"] == false
     });
     assert!(lost, "node 3 never lost quorum");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(early.join().unwrap()));
+    let got = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a write issued before the loss was seen still hangs");
+    assert!(
+        [0, libc::EACCES, libc::EPERM, libc::EBUSY].contains(&got),
+        "write in the window: errno {got}"
+    );
     assert_eq!(errno(fs::write(rig.p(3, "x"), b"1")), libc::EACCES);
     assert_eq!(errno(fs::create_dir(rig.p(3, "d"))), libc::EACCES);
     assert_eq!(errno(fs::remove_file(rig.p(3, "pre"))), libc::EACCES);
@@ -303,6 +319,7 @@ fn cluster_partition_denies_writes_without_quorum_and_heals() {
     rig.converge(&[1, 2, 3]);
     assert_eq!(fs::read(rig.p(3, "pre")).unwrap(), b"changed");
     assert!(rig.p(3, "majority").exists());
+    let rig = Arc::into_inner(rig).expect("threads done");
     stop_and_compare(rig, &[1, 2, 3]);
 }
 
