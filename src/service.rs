@@ -85,13 +85,21 @@ fn virtual_by_name(name: &str) -> Option<u32> {
         .map(|i| i as u32)
 }
 
+/// A file unlinked or replaced by a rename while a handle had it open: what it was then.
+#[derive(Clone)]
+struct Orphan {
+    data: Data,
+    attr: NodeAttr,
+}
+
 enum Handle {
-    /// `orphan`: the content the file had when it was unlinked or replaced by a rename while
-    /// this handle was open; reads through the handle keep seeing it (POSIX).
+    /// `orphan`: the file as it was when it was unlinked or replaced by a rename while this
+    /// handle was open; reads (and the kernel's getattr before a read) through the handle keep
+    /// seeing it (POSIX).
     File {
         inode: Inode,
         wrote: bool,
-        orphan: Option<Data>,
+        orphan: Option<Orphan>,
     },
     /// A function file: its text, generated at open.
     Func { content: Vec<u8> },
@@ -183,9 +191,12 @@ impl Service {
             Op::Delete { path } | Op::Rename { to: path, .. } => db.resolve(path),
             _ => None,
         };
-        let victim_data = victim
-            .filter(|v| self.is_open(*v))
-            .and_then(|v| db.read(v).ok());
+        let victim_state = victim.filter(|v| self.is_open(*v)).and_then(|v| {
+            Some(Orphan {
+                data: db.read(v).ok()?,
+                attr: self.mem_attr(db, v).ok()?,
+            })
+        });
         let ctx = Ctx {
             writer: NodeId(0),
             mtime: t,
@@ -198,9 +209,9 @@ impl Service {
                 .changed_deferrable(&applied.changes, at_once, rule),
             None => self.writer.changed(&applied.changes, at_once),
         }
-        if let (Some(v), Some(data)) = (victim, victim_data) {
+        if let (Some(v), Some(state)) = (victim, victim_state) {
             if applied.changes.contains(&Change::Delete(v)) {
-                self.orphan(v, data);
+                self.orphan(v, state);
             }
         }
         match op {
@@ -223,17 +234,33 @@ impl Service {
             .any(|h| matches!(h, Handle::File { inode: i, .. } if *i == inode))
     }
 
-    fn orphan(&self, inode: Inode, data: Data) {
+    fn orphan(&self, inode: Inode, state: Orphan) {
         for h in self.handles().values_mut() {
             if let Handle::File {
                 inode: i, orphan, ..
             } = h
             {
                 if *i == inode {
-                    *orphan = Some(data.clone());
+                    *orphan = Some(state.clone());
                 }
             }
         }
+    }
+
+    /// The attributes of a removed file that a handle still has open (inode numbers are never
+    /// reused, so the number names that file). Not cached by the kernel.
+    fn orphan_attr(&self, inode: Inode) -> Option<NodeAttr> {
+        self.handles().values().find_map(|h| match h {
+            Handle::File {
+                inode: i,
+                orphan: Some(o),
+                ..
+            } if *i == inode => Some(NodeAttr {
+                ttl_ms: 0,
+                ..o.attr
+            }),
+            _ => None,
+        })
     }
 
     /// The path of `name` in directory `parent` for a mutation, with C's routing rules for the
@@ -332,7 +359,14 @@ impl Service {
 
     fn attr_of(&self, ino: KIno) -> FsResult<NodeAttr> {
         match ino.node().ok_or(libc::ENOENT)? {
-            NodeRef::Mem(i) => self.mem_attr(&self.tree.lock(), i),
+            NodeRef::Mem(i) => {
+                // The tree's lock is released before the handles' is taken.
+                let r = self.mem_attr(&self.tree.lock(), i);
+                match r {
+                    Err(libc::ENOENT) => self.orphan_attr(i).ok_or(libc::ENOENT),
+                    r => r,
+                }
+            }
             NodeRef::Virtual(v) => self.virt_attr(v),
         }
     }
@@ -492,8 +526,8 @@ impl FsService for Service {
         match self.handles().get(&fh) {
             Some(Handle::Func { content }) => return Ok(slice(content)),
             Some(Handle::File {
-                orphan: Some(d), ..
-            }) => return Ok(slice(d)),
+                orphan: Some(o), ..
+            }) => return Ok(slice(&o.data)),
             _ => {}
         }
         let Some(NodeRef::Mem(inode)) = ino.node() else {
