@@ -968,7 +968,11 @@ mod tests {
             (Inode(6), Some(dir.clone())),
         ];
         let b = p.plan(snap, root(6), &disk, t0 + DELAY, false);
-        assert_eq!(b.settled, vec![Inode(5)], "the young directory waits: {b:?}");
+        assert_eq!(
+            b.settled,
+            vec![Inode(5)],
+            "the young directory waits: {b:?}"
+        );
         p.settle(&b);
         assert_eq!(p.deadline(), Some(t1 + DELAY));
         p.changed(&[Change::Delete(Inode(6))], true, None, t1);
@@ -981,10 +985,7 @@ mod tests {
         p.changed(&[Change::Upsert(Inode(9))], true, None, t0);
         let mut d8 = rec(8, 0, "d", b"");
         d8.kind = Kind::Dir;
-        let snap = vec![
-            (Inode(8), Some(d8)),
-            (Inode(9), Some(rec(9, 8, "f", b"x"))),
-        ];
+        let snap = vec![(Inode(8), Some(d8)), (Inode(9), Some(rec(9, 8, "f", b"x")))];
         let b = p.plan(snap.clone(), root(9), &disk, t0 + DELAY, false);
         assert_eq!(b.upserts.len(), 2, "{b:?}");
         let b = p.plan(snap, root(9), &disk, t0 + DELAY, true);
