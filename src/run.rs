@@ -172,6 +172,7 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
         .lock()
         .read_path(&TreePath::parse(corosync_conf::NAME))
         .ok();
+    prepare_mountpoint(&args.mount)?;
     let cluster = match conf {
         Some(conf) if !args.local => {
             corosync_conf::refresh_host(&conf, false);
@@ -192,7 +193,6 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
         "local"
     };
 
-    prepare_mountpoint(&args.mount)?;
     let svc = Service::new(
         shared,
         cluster.clone(),
@@ -208,6 +208,9 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
         let _ = signal::kill(main_pid, Signal::SIGTERM);
     })
     .map_err(|e| {
+        if let Some(c) = &cluster {
+            c.shutdown();
+        }
         StartError(format!(
             "fuse mount of {} failed: {e}",
             args.mount.display()
@@ -262,7 +265,7 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
         let _ = nix::unistd::chown(&flag, Some(0.into()), Some(gid.into()));
     }
     drop(control);
-    ipc.stop(); // issue 5: before the unmount, as in C
+    ipc.stop(); // before the unmount, as in C
     match mounted.unmount(Duration::from_secs(1)) {
         Ok(true) => {}
         Ok(false) => tracing::warn!(
@@ -285,8 +288,6 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
     result
 }
 
-/// C's single-instance lock: flock on `.pmxcfs.lockfile` beside the database, 11 tries 1 s
-/// apart.
 /// A new database outside local mode starts with the host's corosync.conf, written with writer
 /// 0 before any cluster service starts (C `pmxcfs.c`); the first sync reconciles it.
 fn import_corosync_conf(shared: &Shared, now: u32) {
@@ -323,6 +324,8 @@ fn import_corosync_conf(shared: &Shared, now: u32) {
     }
 }
 
+/// C's single-instance lock: flock on `.pmxcfs.lockfile` beside the database, 11 tries 1 s
+/// apart.
 fn take_lock(path: &Path, db: &Path) -> Result<Flock<File>, StartError> {
     let open = || {
         OpenOptions::new()
