@@ -11,6 +11,9 @@
 //! - [`summary`], [`units`], [`report`]: medians, spreads, the table and the JSON.
 //! - [`sandbox`]: loop-mounted ext4, namespaces, daemon lifecycle; guards that clean up.
 //! - [`runner`]: one measured run, from a fresh sandbox to the synced figures.
+//! - [`rig`]: a real Corosync cluster of N nodes in network namespaces, each node a sandbox
+//!   with its own loop-mounted database directory (the cluster workloads and the compat-tests'
+//!   cluster tier).
 //!
 //! Invariant: the host's `/etc/pve`, `/var/lib/pve-cluster` and `/run` are never touched; every
 //! mount is made inside a private mount namespace.
@@ -23,6 +26,7 @@ pub mod plan;
 pub mod procio;
 pub mod progress;
 pub mod report;
+pub mod rig;
 pub mod runner;
 pub mod sandbox;
 pub mod seed;

@@ -109,14 +109,6 @@ struct Bench {
 
 #[derive(Subcommand, Debug)]
 enum Internal {
-    /// (internal) Builds the sandbox's namespaces and waits.
-    #[command(name = "__anchor", hide = true)]
-    Anchor {
-        #[arg(long)]
-        scratch: PathBuf,
-        #[arg(long)]
-        loop_dev: String,
-    },
     /// (internal) Runs one phase of a workload inside the sandbox and prints its outcome.
     #[command(name = "__workload", hide = true)]
     Workload {
@@ -154,15 +146,6 @@ enum Internal {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.internal {
-        Some(Internal::Anchor { scratch, loop_dev }) => {
-            match sandbox::anchor_main(&scratch, &loop_dev) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
         Some(Internal::Workload {
             name,
             phase,

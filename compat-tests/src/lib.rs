@@ -7,7 +7,9 @@
 //!   `/var/lib/pve-cluster`, `/etc/pve`, `/etc/hosts` and `/etc/corosync` taken from a per-test
 //!   temporary directory; a guard that stops it on every exit path.
 //! - [`rig`]: a real Corosync cluster of N nodes in network namespaces (a hub bridge, one
-//!   namespace per node, Corosync and a daemon per node), torn down by PID on every exit path.
+//!   namespace per node, Corosync and a daemon per node, each node's database on its own
+//!   loop-mounted image), torn down by PID on every exit path: the bench's `lwcfs_bench::rig`,
+//!   built for tests.
 //! - [`db`]: reading `config.db` from outside (rows, schema, integrity) and rebuilding the tree.
 //! - [`walk`]: a snapshot of a tree as the kernel shows it (kinds, modes, owners, times, bytes).
 //! - [`history`]: the states each file had during a write loop, to judge what a crash left.
