@@ -14,10 +14,13 @@
 //! - [`rig`]: a real Corosync cluster of N nodes in network namespaces, each node a sandbox
 //!   with its own loop-mounted database directory (the cluster workloads and the compat-tests'
 //!   cluster tier).
+//! - [`cluster`]: the cluster workloads (`lwcfs-bench cluster`): catalogue and plans (pure),
+//!   `cluster::run` (one measured run on a rig), `cluster::report` (summaries, tables, JSON).
 //!
 //! Invariant: the host's `/etc/pve`, `/var/lib/pve-cluster` and `/run` are never touched; every
 //! mount is made inside a private mount namespace.
 
+pub mod cluster;
 pub mod content;
 pub mod diskstat;
 pub mod exec;

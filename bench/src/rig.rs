@@ -537,14 +537,26 @@ impl Rig {
         self.try_stats(i).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// `lwcfs flush` on node `i`.
-    pub fn flush(&self, i: usize) {
+    /// `lwcfs flush` on node `i`: returns once everything the node applied is on its disk.
+    pub fn try_flush(&self, i: usize) -> Result<(), String> {
         let out = Command::new(&self.lwcfs)
             .args(["flush", "--db"])
             .arg(self.db_path(i))
             .output()
-            .expect("lwcfs flush");
-        assert!(out.status.success(), "lwcfs flush on node {i}");
+            .map_err(|e| format!("lwcfs flush: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "lwcfs flush on node {i}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// [`Rig::try_flush`], panicking.
+    pub fn flush(&self, i: usize) {
+        self.try_flush(i).unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Node `i` is quorate, joined and in sync (SYNCED mode) with `members` group members.

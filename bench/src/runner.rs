@@ -6,7 +6,7 @@ use crate::plan::{Plan, RunPart};
 use crate::progress::Progress;
 use crate::sandbox::{self, output_with_timeout, Daemon, Exit, Sandbox, MOUNT_POINT};
 use crate::workloads::{self, Workload};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ pub fn interrupted() -> bool {
 }
 
 /// A daemon to measure.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DaemonSpec {
     pub label: String,
     pub binary: PathBuf,

@@ -456,7 +456,7 @@ fn detach_from_terminal_and_die_with_parent() -> io::Result<()> {
 }
 
 /// How a daemon ended.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "detail")]
 pub enum Exit {
     /// Exited with status 0 after SIGTERM, within the timeout.
@@ -491,6 +491,8 @@ pub struct Stopped {
 pub struct Daemon {
     child: Option<Child>,
     log: PathBuf,
+    /// SIGTERM was sent already ([`Daemon::terminate`]).
+    terminated: bool,
 }
 
 impl Daemon {
@@ -506,6 +508,7 @@ impl Daemon {
         Ok(Daemon {
             child: Some(child),
             log,
+            terminated: false,
         })
     }
 
@@ -570,12 +573,22 @@ impl Daemon {
         }
     }
 
-    /// SIGTERM, then wait up to `timeout` for the exit; `/proc/<pid>/io` is read before the
-    /// zombie is reaped. A daemon still running at the timeout is killed and reported `Hung`.
+    /// Sends SIGTERM now, without waiting (so that several daemons stop at once); a later
+    /// [`Daemon::stop`] does not send it again.
+    pub fn terminate(&mut self) {
+        if !self.terminated {
+            let _ = kill(Pid::from_raw(self.pid()), Signal::SIGTERM);
+            self.terminated = true;
+        }
+    }
+
+    /// SIGTERM (unless [`Daemon::terminate`] sent it), then wait up to `timeout` for the exit;
+    /// `/proc/<pid>/io` is read before the zombie is reaped. A daemon still running at the
+    /// timeout is killed and reported `Hung`.
     pub fn stop(mut self, timeout: Duration) -> Stopped {
         let pid = self.pid();
         let start = Instant::now();
-        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        self.terminate();
         let mut exit = loop {
             if let Some(e) = self.exited() {
                 break e;
