@@ -328,7 +328,8 @@ impl Latency {
 
 /// Whether a C pmxcfs log (the part since the daemon started) shows its database group
 /// synced with `members` members: its last `[dcdb] notice: members: …` line lists that many,
-/// and `[dcdb] notice: all data is up to date` follows it.
+/// and `[dcdb] notice: all data is up to date` follows it. A member alone is synced at once,
+/// without a round (C logs the mode only when it changes, so the line may not follow).
 pub fn c_log_synced(log: &str, members: usize) -> bool {
     const MEMBERS: &str = "[dcdb] notice: members: ";
     let Some(pos) = log.rfind(MEMBERS) else {
@@ -340,7 +341,7 @@ pub fn c_log_synced(log: &str, members: usize) -> bool {
         .split(", ")
         .filter(|m| !m.trim().is_empty())
         .count();
-    listed == members && rest.contains("[dcdb] notice: all data is up to date")
+    listed == members && (members == 1 || rest.contains("[dcdb] notice: all data is up to date"))
 }
 
 #[cfg(test)]
@@ -467,6 +468,10 @@ mod tests {
         assert!(!c_log_synced(&joining, 3));
         let done = format!("{joining}[dcdb] notice: all data is up to date\n");
         assert!(c_log_synced(&done, 3));
+        // The others stopped: alone, it is synced without a round and without a new line.
+        let alone = format!("{done}[dcdb] notice: members: 1/100\n");
+        assert!(c_log_synced(&alone, 1));
+        assert!(!c_log_synced(&alone, 2));
         assert!(!c_log_synced("", 1));
     }
 }

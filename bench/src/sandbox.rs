@@ -484,6 +484,8 @@ pub struct Stopped {
     pub exit: Exit,
     /// `/proc/<pid>/io`, read after exit and before reaping (so shutdown writes count).
     pub io: Option<ProcIo>,
+    /// CPU time of the daemon (user + system, all its threads), read with `io`.
+    pub cpu_ms: Option<f64>,
     pub stop_ms: f64,
 }
 
@@ -605,6 +607,7 @@ impl Daemon {
         };
         let stop_ms = start.elapsed().as_secs_f64() * 1000.0;
         let io = ProcIo::read(pid).ok();
+        let cpu_ms = crate::procio::cpu_ms(pid);
         if let Some(mut child) = self.child.take() {
             if let Ok(status) = child.wait() {
                 if exit == Exit::Clean && !status.success() {
@@ -612,7 +615,12 @@ impl Daemon {
                 }
             }
         }
-        Stopped { exit, io, stop_ms }
+        Stopped {
+            exit,
+            io,
+            cpu_ms,
+            stop_ms,
+        }
     }
 }
 

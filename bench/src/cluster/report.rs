@@ -57,6 +57,7 @@ pub struct NodeSummary {
     pub device_write_bytes: Summary,
     pub device_flushes: Summary,
     pub daemon_write_bytes: Option<Summary>,
+    pub daemon_cpu_ms: Option<Summary>,
     pub transactions: Option<Summary>,
     pub db_bytes_after: Summary,
     /// (median device bytes − the same node's median in `cluster-baseline`) / ops.
@@ -107,6 +108,7 @@ pub fn summarise(runs: &[RunRecord]) -> Option<Figures> {
             daemon_write_bytes: opt_summary(
                 per.iter().map(|n| n.daemon_write_bytes.map(|v| v as f64)),
             ),
+            daemon_cpu_ms: opt_summary(per.iter().map(|n| n.daemon_cpu_ms)),
             transactions: opt_summary(per.iter().map(|n| n.transactions.map(|v| v as f64))),
             db_bytes_after: u(|n| n.db_bytes_after)?,
             marginal_bytes_per_op: None,
@@ -212,6 +214,8 @@ fn signed_bytes(v: f64) -> String {
 fn ms(v: f64) -> String {
     if v >= 1000.0 {
         format!("{:.2} s", v / 1000.0)
+    } else if v >= 100.0 {
+        format!("{v:.0} ms")
     } else {
         format!("{v:.2} ms")
     }
@@ -248,6 +252,7 @@ pub fn bytes_table(report: &Report, daemon: &str) -> Table {
         "× db",
         "flushes",
         "daemon wb",
+        "cpu",
         "txns",
         "db after",
         "valid",
@@ -275,6 +280,7 @@ pub fn bytes_table(report: &Report, daemon: &str) -> Table {
                     .unwrap_or_else(|| "-".into()),
                 units::count(n.device_flushes.median),
                 cell(n.daemon_write_bytes.as_ref(), units::bytes),
+                cell(n.daemon_cpu_ms.as_ref(), ms),
                 cell(n.transactions.as_ref(), units::count),
                 units::bytes(n.db_bytes_after.median),
                 valid_cell(r),
