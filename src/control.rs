@@ -100,6 +100,7 @@ fn stats_json(
         "flushes": s.flushes,
         "syncs": s.syncs,
         "deferred_rewrites": s.deferred_rewrites,
+        "large_batches": s.large_batches,
         "failed_commits": s.failed_commits,
         "last_error": s.last_error,
         "pending": s.pending,

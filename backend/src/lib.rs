@@ -36,4 +36,5 @@ pub mod writer;
 pub use coalesce::Defer;
 pub use error::Error;
 pub use load::{open, Opened, Stored};
+pub use store::LARGE_BATCH_BYTES;
 pub use writer::{root_record, spawn, Rows, Snapshot, Stats, WriterConfig, WriterHandle};

@@ -6,7 +6,10 @@
 //! `__version__` row). A database that fails to load is left as it was, byte for byte: a
 //! read-only connection never writes the main file and never checkpoints a WAL into it. (In WAL
 //! mode it may create an empty `-wal` and the `-shm` index beside it, as the sqlite3 shell
-//! does; both are SQLite's own scratch files.)
+//! does; both are SQLite's own scratch files.) The one exception is a hot rollback journal
+//! (`config.db-journal`), which only a crash in the middle of the writer's commit of a large
+//! batch leaves (see `store.rs`): it is rolled back first, as SQLite does at any read-write
+//! open (C's daemon would do the same), because a read-only connection cannot read past it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -88,9 +91,30 @@ pub fn open(path: &Path, now: Mtime) -> Result<Opened, Error> {
     Ok(Opened { memdb, created })
 }
 
+/// If a rollback journal lies beside the database, open it read-write once: SQLite rolls a hot
+/// journal back on the first read (and ignores one that is not hot).
+fn roll_back_hot_journal(path: &Path) -> Result<(), Error> {
+    let mut journal = path.as_os_str().to_owned();
+    journal.push("-journal");
+    if !Path::new(&journal).exists() {
+        return Ok(());
+    }
+    tracing::warn!(path = %path.display(), "rolling back the interrupted transaction of a rollback journal");
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| Error::open(path, "opening to roll back its journal", e))?;
+    conn.busy_timeout(schema::BUSY_TIMEOUT)
+        .map_err(Error::sqlite("setting the busy timeout"))?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+        .map_err(|e| Error::open(path, "rolling back its journal", e))?;
+    conn.close()
+        .map_err(|(_, e)| Error::open(path, "closing", e))
+}
+
 /// Read every row of the database at `path` through a read-only connection, checking each row
 /// as C does. Structural checks (parents, names, loops) are `Memdb::load`'s.
 pub fn read(path: &Path) -> Result<Stored, Error> {
+    roll_back_hot_journal(path)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| Error::open(path, "opening read-only", e))?;

@@ -12,6 +12,21 @@ use crate::coalesce::{Batch, OnDisk};
 use crate::error::Error;
 use crate::schema;
 
+/// A batch with at least this much file content is committed through a rollback journal
+/// instead of the WAL ([`Store::commit`]). 4 MiB is SQLite's automatic checkpoint size (1000
+/// pages of 4 KiB): a WAL commit this big is checkpointed, the WAL synced first, right after
+/// it, so its pages reach the disk twice.
+pub const LARGE_BATCH_BYTES: u64 = 4 << 20;
+
+/// How a batch was committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Committed {
+    /// In the WAL, as every batch normally is.
+    Wal,
+    /// A large batch, through a rollback journal: written once, to the main file.
+    Direct,
+}
+
 /// The only read-write connection of a running daemon.
 pub(crate) struct Store {
     conn: Connection,
@@ -82,7 +97,52 @@ impl Store {
 
     /// Store one batch in one `BEGIN IMMEDIATE` transaction: DELETEs, REPLACEs (C's column
     /// order; empty data as NULL), then the `__version__` row. Any error rolls it back.
-    pub fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
+    ///
+    /// A batch of [`LARGE_BATCH_BYTES`] or more (the whole tree a joining node receives) is
+    /// committed with the database out of WAL mode for that one transaction: in a WAL every
+    /// page is written twice (to the WAL, then by the checkpoint to the main file), while a
+    /// rollback journal holds only the old content of pages that existed before, so rows
+    /// appended to the file are written once. The transaction is as atomic (a crash leaves a
+    /// hot journal, rolled back at the next open) and durable (`synchronous=EXTRA`: journal,
+    /// file and the directory after the journal's removal are synced); afterwards the
+    /// database is back in WAL mode, as C's daemon expects it. If another connection has the
+    /// database open, the mode cannot change and the batch goes through the WAL.
+    pub fn commit(&mut self, batch: &Batch) -> Result<Committed, Error> {
+        if batch.blob_bytes() >= LARGE_BATCH_BYTES {
+            if let Some(r) = self.commit_direct(batch) {
+                return r.map(|()| Committed::Direct);
+            }
+        }
+        self.commit_tx(batch).map(|()| Committed::Wal)
+    }
+
+    /// [`Store::commit`] out of WAL mode; `None` if the database could not leave it.
+    fn commit_direct(&mut self, batch: &Batch) -> Option<Result<(), Error>> {
+        // Another connection would make SQLite wait for it: do not.
+        let _ = self.conn.busy_timeout(std::time::Duration::ZERO);
+        let left = self
+            .conn
+            .query_row("PRAGMA journal_mode=DELETE;", [], |r| r.get::<_, String>(0))
+            .is_ok_and(|m| m.eq_ignore_ascii_case("delete"));
+        if !left {
+            let _ = self.conn.busy_timeout(schema::BUSY_TIMEOUT);
+            tracing::debug!("database busy: a large batch goes through the WAL");
+            return None;
+        }
+        let r = self
+            .conn
+            .execute_batch("PRAGMA synchronous=EXTRA;")
+            .map_err(Error::sqlite("setting synchronous=EXTRA"))
+            .and_then(|()| self.commit_tx(batch));
+        // Back to C's settings whatever happened; the database is consistent either way, and
+        // the next open sets them too.
+        if let Err(e) = schema::configure(&self.conn) {
+            tracing::warn!(error = %e, "returning to WAL mode after a large batch failed");
+        }
+        Some(r)
+    }
+
+    fn commit_tx(&mut self, batch: &Batch) -> Result<(), Error> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

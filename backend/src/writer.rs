@@ -37,7 +37,7 @@ use lwcfs_memdb::{Change, Inode, Memdb, NodeRecord};
 
 use crate::coalesce::{Defer, OnDisk, Pending, Policy};
 use crate::error::Error;
-use crate::store::Store;
+use crate::store::{Committed, Store};
 
 /// Rows of a snapshot: each picked inode with its current row, or `None` if it no longer exists.
 pub type Rows = Vec<(Inode, Option<NodeRecord>)>;
@@ -121,6 +121,9 @@ pub struct Stats {
     pub failed_commits: u64,
     /// Rewrites kept off disk by their [`Defer`] rule (each counted once).
     pub deferred_rewrites: u64,
+    /// Transactions committed out of WAL mode, through a rollback journal: batches of at least
+    /// [`crate::LARGE_BATCH_BYTES`] (a joining node's whole tree).
+    pub large_batches: u64,
     /// Inodes pending after the writer's last step.
     pub pending: usize,
     pub last_error: Option<String>,
@@ -458,17 +461,27 @@ impl Writer {
         }
         if !batch.is_empty() {
             let store = self.store.as_mut().expect("store open until finish");
-            if let Err(e) = store.commit(&batch) {
-                tracing::error!(error = %e, "commit failed; the tree is no longer stored");
-                self.shared.failed.store(true, Ordering::SeqCst);
-                let mut s = self.shared.stats();
-                s.failed_commits += 1;
-                s.last_error = Some(e.to_string());
-                return Err(e);
-            }
+            let committed = match store.commit(&batch) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "commit failed; the tree is no longer stored");
+                    self.shared.failed.store(true, Ordering::SeqCst);
+                    let mut s = self.shared.stats();
+                    s.failed_commits += 1;
+                    s.last_error = Some(e.to_string());
+                    return Err(e);
+                }
+            };
             self.disk.apply(&batch);
-            self.unsynced = true;
             let mut s = self.shared.stats();
+            match committed {
+                Committed::Wal => self.unsynced = true,
+                // Synced by the commit itself, with everything the WAL held before it.
+                Committed::Direct => {
+                    self.unsynced = false;
+                    s.large_batches += 1;
+                }
+            }
             s.transactions += 1;
             s.rows_upserted += batch.upserts.len() as u64;
             s.rows_deleted += batch.deletes.len() as u64;

@@ -497,6 +497,73 @@ fn shutdown_commits_everything_and_removes_the_wal() {
     assert_eq!(disk.version(), want.version());
 }
 
+/// Files of 256 KiB holding `seed`, enough of them for a large batch.
+fn large_batch(fs: &Fs, seed: u8) {
+    fs.ok(Op::Mkdir { path: p("big") });
+    let n = lwcfs_backend::LARGE_BATCH_BYTES / (256 << 10) + 2;
+    for i in 0..n {
+        let path = format!("big/f{i}");
+        fs.create(&path);
+        fs.write(&path, &vec![seed.wrapping_add(i as u8); 256 << 10]);
+    }
+}
+
+fn journal_mode(path: &Path) -> String {
+    let conn = Connection::open(path).unwrap();
+    conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap()
+}
+
+fn file_len(path: &Path, suffix: &str) -> Option<u64> {
+    std::fs::metadata(format!("{}{suffix}", path.display()))
+        .ok()
+        .map(|m| m.len())
+}
+
+/// The whole tree a joining node receives is one batch: written once, to the main file, and the
+/// database is in WAL mode again afterwards.
+#[test]
+fn large_batch_is_committed_through_a_rollback_journal_and_wal_mode_returns() {
+    let mut fs = Fs::new(cfg(50, 5000));
+    large_batch(&fs, 1);
+    fs.w().flush().unwrap();
+    let s = fs.stats();
+    assert_eq!((s.transactions, s.large_batches), (1, 1), "{s:?}");
+    assert!(s.blob_bytes >= lwcfs_backend::LARGE_BATCH_BYTES, "{s:?}");
+    // The batch never went through the WAL, and no journal is left.
+    assert!(file_len(&fs.path, "-wal").unwrap_or(0) < 64 << 10);
+    assert_eq!(file_len(&fs.path, "-journal"), None);
+    assert_eq!(fs.disk().records(), fs.tree.lock().unwrap().records());
+    // Small batches go through the WAL again.
+    fs.write("big/f0", b"small");
+    fs.w().flush().unwrap();
+    let s = fs.stats();
+    assert_eq!((s.transactions, s.large_batches), (2, 1), "{s:?}");
+    assert!(file_len(&fs.path, "-wal").unwrap_or(0) > 0);
+    fs.shutdown();
+    assert_eq!(journal_mode(&fs.path), "wal");
+    assert_eq!(fs.disk().records(), fs.tree.lock().unwrap().records());
+}
+
+/// SQLite cannot leave WAL mode while another connection has the database open: the batch then
+/// goes through the WAL, at once (no waiting for the other connection).
+#[test]
+fn large_batch_goes_through_the_wal_while_another_connection_is_open() {
+    let mut fs = Fs::new(cfg(50, 5000));
+    let other = Connection::open(&fs.path).unwrap();
+    let _: i64 = other
+        .query_row("SELECT count(*) FROM tree", [], |r| r.get(0))
+        .unwrap();
+    large_batch(&fs, 2);
+    fs.w().flush().unwrap();
+    let s = fs.stats();
+    assert_eq!((s.transactions, s.large_batches), (1, 0), "{s:?}");
+    drop(other);
+    fs.shutdown();
+    assert_eq!(journal_mode(&fs.path), "wal");
+    assert_eq!(fs.disk().records(), fs.tree.lock().unwrap().records());
+}
+
 #[test]
 fn dropping_the_handle_commits_too() {
     let mut fs = Fs::new(cfg(10_000, 60_000));

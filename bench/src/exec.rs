@@ -27,6 +27,9 @@ pub struct Outcome {
     pub cycles: u64,
     pub mismatches: u64,
     pub cycles_per_s: Option<f64>,
+    /// Wall time of each step of a run, in milliseconds, in order (the latency workloads).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub step_ms: Vec<f64>,
 }
 
 /// A step that failed although it had to succeed.
@@ -182,7 +185,10 @@ pub fn run(root: &Path, steps: &[Timed], min_duration_ms: u64) -> Result<Outcome
         if due > now {
             std::thread::sleep(due - now);
         }
-        match (perform(root, &t.step), t.expect) {
+        let began = Instant::now();
+        let result = perform(root, &t.step);
+        out.step_ms.push(began.elapsed().as_secs_f64() * 1000.0);
+        match (result, t.expect) {
             (Ok(n), _) => out.logical_bytes += n,
             (Err(_), Expect::Tolerated) => out.tolerated_failures += 1,
             (Err(error), Expect::Success) => {

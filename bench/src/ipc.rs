@@ -1,5 +1,5 @@
 //! `lwcfs-bench ipc`: round-trip latency of the `pve2` IPC service (issue 5), measured with the
-//! repository's libqb client (`lwcfs_compat_tests::ipcc`, Debian's libqb) against a daemon in
+//! repository's libqb client (`crate::ipcc`, Debian's libqb) against a daemon in
 //! the usual sandbox.
 //!
 //! Per daemon: one sandbox, the daemon started with `-f -l`, a 1 KiB file written through the
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use lwcfs_compat_tests::ipcc::{request, Client};
+use crate::ipcc::{request, Client};
 
 use crate::runner::interrupted;
 use crate::sandbox::{self, Daemon, Sandbox, MOUNT_POINT};

@@ -1,4 +1,7 @@
-//! `lwcfs-bench`: see `bench/README.md`.
+//! `lwcfs-bench`: see `bench/README.md`. The single-daemon workloads are here; the cluster
+//! workloads (`lwcfs-bench cluster`) in `cluster_cmd.rs`.
+
+mod cluster_cmd;
 
 use clap::{Args, Parser, Subcommand};
 use lwcfs_bench::exec::{self, Outcome, ReaderOutcome};
@@ -143,13 +146,21 @@ enum Internal {
         #[arg(long, value_name = "FILE")]
         json_out: Option<PathBuf>,
     },
-    /// (internal) Builds the sandbox's namespaces and waits.
-    #[command(name = "__anchor", hide = true)]
-    Anchor {
+    /// The cluster workloads: a real 3-node Corosync cluster of the daemon under test, every
+    /// node's database on its own loop device (see bench/README.md).
+    Cluster(Box<cluster_cmd::ClusterArgs>),
+    /// (internal) Runs one phase of a cluster workload on a node and prints its outcome.
+    #[command(name = "__cluster-workload", hide = true)]
+    ClusterWorkload {
         #[arg(long)]
-        scratch: PathBuf,
+        name: String,
         #[arg(long)]
-        loop_dev: String,
+        phase: String,
+        #[arg(long)]
+        root: PathBuf,
+        /// The cluster workloads' configuration, as JSON.
+        #[arg(long)]
+        config: String,
     },
     /// (internal) Runs one phase of a workload inside the sandbox and prints its outcome.
     #[command(name = "__workload", hide = true)]
@@ -188,15 +199,13 @@ enum Internal {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.internal {
-        Some(Internal::Anchor { scratch, loop_dev }) => {
-            match sandbox::anchor_main(&scratch, &loop_dev) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Some(Internal::Cluster(args)) => cluster_cmd::main(*args),
+        Some(Internal::ClusterWorkload {
+            name,
+            phase,
+            root,
+            config,
+        }) => cluster_cmd::workload_main(&name, &phase, &root, &config),
         Some(Internal::Workload {
             name,
             phase,
@@ -434,11 +443,11 @@ fn reader_main(root: &Path, spec: &Readers) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-extern "C" fn on_signal(_: libc::c_int) {
+pub(crate) extern "C" fn on_signal(_: libc::c_int) {
     runner::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
-fn install_signal_handlers() {
+pub(crate) fn install_signal_handlers() {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     let action = SigAction::new(
         SigHandler::Handler(on_signal),
@@ -451,14 +460,17 @@ fn install_signal_handlers() {
     }
 }
 
-fn default_binary() -> Option<PathBuf> {
+pub(crate) fn default_binary() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let candidate = exe.parent()?.join("lwcfs");
     candidate.exists().then_some(candidate)
 }
 
-fn daemon_spec(
+/// The daemon to run: `base` arguments (`-f -l` here; the cluster rig adds `-f` itself) then
+/// the user's.
+pub(crate) fn daemon_spec(
     binary: PathBuf,
+    base: &[&str],
     extra: &[String],
     label: Option<String>,
     stats: &str,
@@ -475,7 +487,7 @@ fn daemon_spec(
         "auto" => name.starts_with("lwcfs"),
         other => return Err(format!("--stats must be auto, on or off, not {other}")),
     };
-    let mut args = vec!["-f".to_string(), "-l".to_string()];
+    let mut args: Vec<String> = base.iter().map(|a| a.to_string()).collect();
     args.extend(extra.iter().cloned());
     Ok(DaemonSpec {
         label: label.unwrap_or(name),
@@ -498,7 +510,15 @@ fn bench_main(b: Bench) -> ExitCode {
             .and_then(|t| {
                 serde_json::from_slice(&t).map_err(|e| format!("{}: {e}", path.display()))
             })
-            .and_then(|v| report::markdown_from_json(&v));
+            .and_then(|v: serde_json::Value| {
+                if v["tool"] == lwcfs_bench::cluster::report::TOOL {
+                    serde_json::from_value(v)
+                        .map(|r| lwcfs_bench::cluster::report::render_markdown(&r))
+                        .map_err(|e| format!("{}: {e}", path.display()))
+                } else {
+                    report::markdown_from_json(&v)
+                }
+            });
         return match rendered {
             Ok(md) => {
                 print!("{md}");
@@ -590,9 +610,21 @@ fn bench(b: Bench, cfg: workloads::Config) -> Result<ExitCode, String> {
             return Err("no lwcfs next to this binary: build it (cargo build --release -p lwcfs) or pass --binary PATH".into())
         }
     };
-    let mut daemons = vec![daemon_spec(binary, &b.args, b.label.clone(), &b.stats)?];
+    let mut daemons = vec![daemon_spec(
+        binary,
+        &["-f", "-l"],
+        &b.args,
+        b.label.clone(),
+        &b.stats,
+    )?];
     if let Some(vs) = &b.vs {
-        let mut spec = daemon_spec(vs.clone(), &b.vs_args, b.vs_label.clone(), &b.stats)?;
+        let mut spec = daemon_spec(
+            vs.clone(),
+            &["-f", "-l"],
+            &b.vs_args,
+            b.vs_label.clone(),
+            &b.stats,
+        )?;
         if spec.label == daemons[0].label {
             spec.label.push_str("-vs");
         }

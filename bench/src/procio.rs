@@ -50,9 +50,35 @@ impl ProcIo {
     }
 }
 
+/// CPU time (user + system, all threads) of a process from the `stat` line of `/proc/<pid>/stat`,
+/// in milliseconds; `ticks_per_s` is `sysconf(_SC_CLK_TCK)`.
+pub fn parse_cpu_ms(stat: &str, ticks_per_s: u64) -> Option<f64> {
+    // The command name (field 2) may hold spaces and parentheses: fields are counted after the
+    // last `)`, where field 3 (state) comes first; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 * 1000.0 / ticks_per_s.max(1) as f64)
+}
+
+/// [`parse_cpu_ms`] of a live or zombie process.
+pub fn cpu_ms(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    parse_cpu_ms(&stat, u64::try_from(tck).ok()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_time_is_utime_plus_stime_after_the_name() {
+        let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 5 0";
+        assert_eq!(parse_cpu_ms(stat, 100), Some(3000.0));
+        assert_eq!(parse_cpu_ms("4242 (x) S 1", 100), None);
+    }
 
     #[test]
     fn parses_the_kernel_format() {

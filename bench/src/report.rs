@@ -22,7 +22,7 @@ pub struct Report {
     pub results: Vec<WorkloadResult>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Machine {
     pub kernel: String,
     pub cpu: String,

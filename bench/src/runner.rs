@@ -6,7 +6,7 @@ use crate::plan::{Plan, RunPart};
 use crate::progress::Progress;
 use crate::sandbox::{self, output_with_timeout, Daemon, Exit, Sandbox, MOUNT_POINT};
 use crate::workloads::{self, Workload};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ pub fn interrupted() -> bool {
 }
 
 /// A daemon to measure.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DaemonSpec {
     pub label: String,
     pub binary: PathBuf,
@@ -198,7 +198,6 @@ pub fn find_counter(v: &serde_json::Value, key: &str) -> Option<u64> {
 
 /// Checkpoints a WAL the daemon left behind and returns what that wrote to the device.
 fn checkpoint_debt(sb: &Sandbox, after: &DiskStat) -> Result<u64, String> {
-    let db = sb.inside(&format!("{}/config.db", sandbox::DB_DIR));
     let wal = sb.inside(&format!("{}/config.db-wal", sandbox::DB_DIR));
     if std::fs::metadata(&wal)
         .map(|m| m.len() == 0)
@@ -206,11 +205,18 @@ fn checkpoint_debt(sb: &Sandbox, after: &DiskStat) -> Result<u64, String> {
     {
         return Ok(0);
     }
-    let conn =
-        rusqlite::Connection::open(&db).map_err(|e| format!("open {}: {e}", db.display()))?;
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        .map_err(|e| format!("checkpoint: {e}"))?;
-    conn.close().map_err(|(_, e)| format!("close: {e}"))?;
+    // Opened from inside the sandbox: SQLite resolves the `/proc/PID/root` link of an
+    // `inside` path to the host's own file.
+    let db = format!("{}/config.db", sandbox::DB_DIR);
+    sb.in_mount_ns(|| -> Result<(), String> {
+        let conn =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+                .map_err(|e| format!("open {db}: {e}"))?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| format!("checkpoint: {e}"))?;
+        conn.close().map_err(|(_, e)| format!("close: {e}"))
+    })
+    .map_err(|e| e.0)??;
     let now = sb.sync_and_read().map_err(|e| e.0)?;
     Ok(now.since(after).write_bytes())
 }

@@ -1,11 +1,13 @@
 //! The sandbox: one loop-mounted ext4 database directory and private namespaces per daemon.
 //!
 //! Layout. A scratch directory on the host holds the ext4 image and the per-instance files. An
-//! *anchor* process (this binary's hidden `__anchor` command) makes new mount, network and UTS
-//! namespaces, lays the instance's paths over the fixed ones a pmxcfs daemon expects, and then
-//! only waits; daemons, workloads and helpers join its namespaces with `setns`. The namespaces
-//! outlive the daemon, so the database file system can be synced and read after the daemon
-//! has exited.
+//! *anchor* process (a shell script started by util-linux `unshare`, so that any program can
+//! build a sandbox, the compat-tests' test binaries too) makes new mount and UTS namespaces and
+//! a new network namespace (or joins a named one: a node of the cluster rig), lays the
+//! instance's paths over the fixed ones a pmxcfs daemon expects, and then only waits; daemons,
+//! workloads and helpers join its namespaces with `setns`. The namespaces outlive the daemon,
+//! so the database file system can be synced and read after the daemon has exited, and a
+//! daemon can be restarted on the same database.
 //!
 //! Invariants:
 //! - Nothing is mounted in the host's namespace, and every mount in the anchor's is private:
@@ -77,6 +79,54 @@ pub struct Config {
     pub image_mib: u64,
 }
 
+/// Who the sandbox is on the network: its hostname, its `/etc/hosts`, and its network
+/// namespace.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub hostname: String,
+    /// The content of the sandbox's `/etc/hosts`.
+    pub hosts: String,
+    /// Join this named network namespace (`ip netns add`) instead of making a new one that
+    /// holds nothing but its loopback.
+    pub netns: Option<String>,
+}
+
+impl Identity {
+    /// The single-daemon bench: [`HOSTNAME`] resolving to [`HOST_ADDR`], no network.
+    pub fn standalone() -> Identity {
+        Identity {
+            hostname: HOSTNAME.into(),
+            hosts: format!(
+                "127.0.0.1\tlocalhost\n{HOST_ADDR}\t{HOSTNAME}.bench.invalid {HOSTNAME}\n\
+                 ::1\tlocalhost ip6-localhost ip6-loopback\n"
+            ),
+            netns: None,
+        }
+    }
+}
+
+/// The anchor: run by `unshare` (after `nsenter --net` for a named network namespace) inside
+/// new mount and UTS namespaces, mounts private. `$1` scratch directory, `$2` loop device,
+/// `$3` hostname, `$4` 1 if the network namespace is new (its loopback is brought up). Prints
+/// `ready`, then waits until its stdin closes.
+const ANCHOR_SCRIPT: &str = r#"set -eu
+S="$1"; DEV="$2"; H="$3"
+if [ "$4" = 1 ]; then ip link set lo up 2>/dev/null || true; fi
+hostname "$H"
+# /etc and /var/lib become overlays whose upper layers live in the scratch directory, so mount
+# points that do not exist on the host are made without touching the host.
+mount -t overlay overlay -o "lowerdir=/etc,upperdir=$S/etc.upper,workdir=$S/etc.work" /etc
+mount -t overlay overlay -o "lowerdir=/var/lib,upperdir=$S/varlib.upper,workdir=$S/varlib.work" /var/lib
+mkdir -p /var/lib/pve-cluster /etc/pve /etc/corosync
+mount -t ext4 "$DEV" /var/lib/pve-cluster
+mount --bind "$S/mnt" /etc/pve
+mount --bind "$S/corosync" /etc/corosync
+mount --bind "$S/hosts" /etc/hosts
+mount --bind "$S/run" /run
+echo ready
+exec cat >/dev/null
+"#;
+
 /// The namespaces of the anchor, opened once so that children can `setns` into them.
 struct Namespaces {
     mnt: File,
@@ -97,6 +147,12 @@ impl Sandbox {
     /// Builds a fresh sandbox: new image, `mkfs.ext4` without lazy initialisation, a loop
     /// device, and an anchor with the database file system mounted at [`DB_DIR`].
     pub fn create(cfg: &Config, tag: &str) -> Result<Sandbox> {
+        Sandbox::create_as(cfg, tag, &Identity::standalone())
+    }
+
+    /// [`Sandbox::create`] with another hostname, `/etc/hosts` and network namespace (a node
+    /// of the cluster rig).
+    pub fn create_as(cfg: &Config, tag: &str, who: &Identity) -> Result<Sandbox> {
         let scratch = cfg
             .scratch_parent
             .join(format!("lwcfs-bench.{}.{tag}", std::process::id()));
@@ -115,11 +171,11 @@ impl Sandbox {
             anchor_stdin: None,
             ns: None,
         };
-        sb.build(cfg)?;
+        sb.build(cfg, who)?;
         Ok(sb)
     }
 
-    fn build(&mut self, cfg: &Config) -> Result<()> {
+    fn build(&mut self, cfg: &Config, who: &Identity) -> Result<()> {
         let image = self.scratch.join("db.ext4");
         let f = ctx(File::create(&image), || {
             format!("cannot create {}", image.display())
@@ -164,27 +220,41 @@ impl Sandbox {
                 format!("cannot create scratch dir {d}")
             })?;
         }
-        let hosts = format!(
-            "127.0.0.1\tlocalhost\n{HOST_ADDR}\t{HOSTNAME}.bench.invalid {HOSTNAME}\n\
-             ::1\tlocalhost ip6-localhost ip6-loopback\n"
-        );
-        ctx(fs::write(self.scratch.join("hosts"), hosts), || {
+        ctx(fs::write(self.scratch.join("hosts"), &who.hosts), || {
             "cannot write hosts".into()
         })?;
 
-        let exe = ctx(std::env::current_exe(), || {
-            "cannot find this executable".into()
-        })?;
-        let mut anchor = Command::new(exe);
+        let mut anchor = match &who.netns {
+            // Join the node's network namespace, then make the rest.
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}"))
+                    .args(["--", "unshare", "--mount", "--uts"]);
+                c
+            }
+            None => {
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--net", "--uts"]);
+                c
+            }
+        };
         anchor
-            .arg("__anchor")
-            .arg("--scratch")
+            .args([
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                ANCHOR_SCRIPT,
+                "sh",
+            ])
             .arg(&self.scratch)
-            .arg("--loop-dev")
             .arg(format!(
                 "/dev/{}",
                 self.loop_dev.as_deref().unwrap_or_default()
             ))
+            .arg(&who.hostname)
+            .arg(if who.netns.is_some() { "0" } else { "1" })
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -245,7 +315,8 @@ impl Sandbox {
         self.anchor.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
-    /// A path inside the sandbox, seen from the host through the anchor's root.
+    /// A path inside the sandbox, seen from the host through the anchor's root (not for
+    /// SQLite: see [`Sandbox::in_mount_ns`]).
     pub fn inside(&self, path: &str) -> PathBuf {
         PathBuf::from(format!("/proc/{}/root{path}", self.anchor_pid()))
     }
@@ -302,6 +373,39 @@ impl Sandbox {
         )
     }
 
+    /// Runs `f` on a thread of its own that has joined the sandbox's mount namespace, so that
+    /// the sandbox's paths ([`DB_DIR`], …) mean there what they mean to the daemon. For SQLite:
+    /// it resolves symbolic links in a database's path, so a `/proc/PID/root/…` path
+    /// ([`Sandbox::inside`]) would open the host's file. A panic in `f` is resumed here.
+    pub fn in_mount_ns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
+        let ns = self.ns.as_ref().expect("sandbox is built");
+        std::thread::scope(|s| {
+            let t = s.spawn(|| -> Result<T> {
+                // A thread shares its root and cwd with the process until it unshares them;
+                // only then may it change its mount namespace.
+                ctx(nix::sched::unshare(CloneFlags::CLONE_FS), || {
+                    "unshare(CLONE_FS)".into()
+                })?;
+                ctx(setns(&ns.mnt, CloneFlags::CLONE_NEWNS), || {
+                    "setns into the sandbox's mount namespace".into()
+                })?;
+                Ok(f())
+            });
+            t.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+
+    /// Lazily unmounts a FUSE mount left on [`MOUNT_POINT`] by a daemon that did not unmount
+    /// it (killed, crashed), so that the next daemon mounts on the directory again.
+    pub fn unmount_stale_fuse(&self) -> Result<()> {
+        let info = fs::read_to_string(format!("/proc/{}/mountinfo", self.anchor_pid()))
+            .unwrap_or_default();
+        if fuse_mounted_at(&info, MOUNT_POINT) {
+            run_tool(self.command("umount").args(["-l", MOUNT_POINT]))?;
+        }
+        Ok(())
+    }
+
     /// Bytes of the database and its WAL.
     pub fn db_bytes(&self) -> u64 {
         ["config.db", "config.db-wal"]
@@ -351,72 +455,8 @@ fn detach_from_terminal_and_die_with_parent() -> io::Result<()> {
     Ok(())
 }
 
-/// Sets up the anchor's namespaces; runs in the hidden `__anchor` command, single-threaded.
-/// Prints `ready` when done and then waits until its stdin closes.
-pub fn anchor_main(scratch: &Path, loop_dev: &str) -> Result<()> {
-    use nix::mount::{mount, MsFlags};
-    let none: Option<&str> = None;
-    ctx(
-        nix::sched::unshare(
-            CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS,
-        ),
-        || "unshare (run as root)".into(),
-    )?;
-    ctx(
-        mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none),
-        || "make / private".into(),
-    )?;
-    ctx(nix::unistd::sethostname(HOSTNAME), || "sethostname".into())?;
-    // Loopback up; nothing else exists in this network namespace.
-    let _ = Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .stderr(Stdio::null())
-        .status();
-    // /etc and /var/lib become overlays whose upper layers live in the scratch directory, so
-    // mount points that do not exist on the host can be made without touching the host.
-    for (lower, name) in [("/etc", "etc"), ("/var/lib", "varlib")] {
-        let opts = format!(
-            "lowerdir={lower},upperdir={0}/{name}.upper,workdir={0}/{name}.work",
-            scratch.display()
-        );
-        ctx(
-            mount(
-                Some("overlay"),
-                lower,
-                Some("overlay"),
-                MsFlags::empty(),
-                Some(opts.as_str()),
-            ),
-            || format!("overlay on {lower}"),
-        )?;
-    }
-    let bind = |src: PathBuf, dst: &str| -> Result<()> {
-        if src.is_dir() {
-            ctx(fs::create_dir_all(dst), || format!("mkdir {dst}"))?;
-        } else if !Path::new(dst).exists() {
-            ctx(File::create(dst), || format!("create {dst}"))?;
-        }
-        ctx(mount(Some(&src), dst, none, MsFlags::MS_BIND, none), || {
-            format!("bind {} on {dst}", src.display())
-        })
-    };
-    ctx(fs::create_dir_all(DB_DIR), || format!("mkdir {DB_DIR}"))?;
-    ctx(
-        mount(Some(loop_dev), DB_DIR, Some("ext4"), MsFlags::empty(), none),
-        || format!("mount {loop_dev} on {DB_DIR}"),
-    )?;
-    bind(scratch.join("mnt"), MOUNT_POINT)?;
-    bind(scratch.join("corosync"), "/etc/corosync")?;
-    bind(scratch.join("hosts"), "/etc/hosts")?;
-    bind(scratch.join("run"), "/run")?;
-    println!("ready");
-    let mut sink = Vec::new();
-    let _ = io::stdin().read_to_end(&mut sink);
-    Ok(())
-}
-
 /// How a daemon ended.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "detail")]
 pub enum Exit {
     /// Exited with status 0 after SIGTERM, within the timeout.
@@ -444,6 +484,8 @@ pub struct Stopped {
     pub exit: Exit,
     /// `/proc/<pid>/io`, read after exit and before reaping (so shutdown writes count).
     pub io: Option<ProcIo>,
+    /// CPU time of the daemon (user + system, all its threads), read with `io`.
+    pub cpu_ms: Option<f64>,
     pub stop_ms: f64,
 }
 
@@ -451,11 +493,14 @@ pub struct Stopped {
 pub struct Daemon {
     child: Option<Child>,
     log: PathBuf,
+    /// SIGTERM was sent already ([`Daemon::terminate`]).
+    terminated: bool,
 }
 
 impl Daemon {
+    /// Starts `binary args` in the sandbox's namespaces, its output appended to `log`.
     pub fn start(sb: &Sandbox, binary: &Path, args: &[String], log: PathBuf) -> Result<Daemon> {
-        let out = ctx(File::create(&log), || {
+        let out = ctx(File::options().create(true).append(true).open(&log), || {
             format!("cannot create {}", log.display())
         })?;
         let err = ctx(out.try_clone(), || "dup log".into())?;
@@ -465,6 +510,7 @@ impl Daemon {
         Ok(Daemon {
             child: Some(child),
             log,
+            terminated: false,
         })
     }
 
@@ -477,6 +523,11 @@ impl Daemon {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(12)..].join("\n")
+    }
+
+    /// Whether the daemon has exited (it is not reaped yet).
+    pub fn has_exited(&self) -> bool {
+        self.exited().is_some()
     }
 
     fn exited(&self) -> Option<Exit> {
@@ -524,12 +575,22 @@ impl Daemon {
         }
     }
 
-    /// SIGTERM, then wait up to `timeout` for the exit; `/proc/<pid>/io` is read before the
-    /// zombie is reaped. A daemon still running at the timeout is killed and reported `Hung`.
+    /// Sends SIGTERM now, without waiting (so that several daemons stop at once); a later
+    /// [`Daemon::stop`] does not send it again.
+    pub fn terminate(&mut self) {
+        if !self.terminated {
+            let _ = kill(Pid::from_raw(self.pid()), Signal::SIGTERM);
+            self.terminated = true;
+        }
+    }
+
+    /// SIGTERM (unless [`Daemon::terminate`] sent it), then wait up to `timeout` for the exit;
+    /// `/proc/<pid>/io` is read before the zombie is reaped. A daemon still running at the
+    /// timeout is killed and reported `Hung`.
     pub fn stop(mut self, timeout: Duration) -> Stopped {
         let pid = self.pid();
         let start = Instant::now();
-        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        self.terminate();
         let mut exit = loop {
             if let Some(e) = self.exited() {
                 break e;
@@ -546,6 +607,7 @@ impl Daemon {
         };
         let stop_ms = start.elapsed().as_secs_f64() * 1000.0;
         let io = ProcIo::read(pid).ok();
+        let cpu_ms = crate::procio::cpu_ms(pid);
         if let Some(mut child) = self.child.take() {
             if let Ok(status) = child.wait() {
                 if exit == Exit::Clean && !status.success() {
@@ -553,7 +615,12 @@ impl Daemon {
                 }
             }
         }
-        Stopped { exit, io, stop_ms }
+        Stopped {
+            exit,
+            io,
+            cpu_ms,
+            stop_ms,
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use crate::content::{lxc_conf, pem, qemu_conf, Content, Lcg};
 use crate::plan::Step;
 
 /// Which tree the database holds before the workload runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Seed {
     /// The 3-node tree of this module.

@@ -1,9 +1,9 @@
 //! Median and spread over repeated runs.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The summary of one figure over the valid runs of a workload.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub median: f64,
     pub min: f64,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use lwcfs_compat_tests::ipcc::req::{get_log, get_status, log_msg, set_status};
 use lwcfs_compat_tests::ipcc::Client;
 use lwcfs_compat_tests::ops;
-use lwcfs_compat_tests::rig::Rig;
+use lwcfs_compat_tests::rig::{Rig, TestRig};
 use lwcfs_compat_tests::sandbox::wait_until;
 use nix::sys::signal::Signal;
 
@@ -29,7 +29,7 @@ fn errno<T>(r: std::io::Result<T>) -> i32 {
 
 /// A 3-node cluster of lwcfs nodes, synced.
 fn cluster(n: usize, args: &[&str]) -> Rig {
-    let mut rig = Rig::new(n);
+    let mut rig = Rig::for_tests(n);
     rig.start_all_corosync();
     for i in 1..=n {
         rig.start_daemon(i, args);
@@ -387,7 +387,7 @@ fn cluster_mixed_with_c_nodes() {
     );
     // lwcfs as the lowest node id (it sends SYNC_START and VERIFY_REQUEST), then C as it.
     for lw in [1, 3] {
-        let mut rig = Rig::new(3);
+        let mut rig = Rig::for_tests(3);
         rig.start_all_corosync();
         for i in 1..=3 {
             if i == lw {
