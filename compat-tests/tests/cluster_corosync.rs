@@ -616,7 +616,7 @@ fn cluster_remote_changes_reach_cached_readers_and_writers_never_deadlock() {
 #[test]
 fn cluster_corosync_conf_reaches_every_host() {
     let rig = cluster(3, FAST);
-    let host = |i: usize| rig.node_dir(i).join("etc/corosync.conf");
+    let host = |i: usize| rig.node_dir(i).join("corosync/corosync.conf");
     let old = fs::read_to_string(host(1)).unwrap();
     // Every node imported its own host file at start, and the sync kept one of them.
     assert_eq!(fs::read_to_string(rig.p(2, "corosync.conf")).unwrap(), old);
