@@ -524,7 +524,8 @@ fn file_len(path: &Path, suffix: &str) -> Option<u64> {
 /// database is in WAL mode again afterwards.
 #[test]
 fn large_batch_is_committed_through_a_rollback_journal_and_wal_mode_returns() {
-    let mut fs = Fs::new(cfg(50, 5000));
+    // A long delay: the flush makes the one batch, however slow the machine writes the files.
+    let mut fs = Fs::new(cfg(60_000, 60_000));
     large_batch(&fs, 1);
     fs.w().flush().unwrap();
     let s = fs.stats();
@@ -549,7 +550,7 @@ fn large_batch_is_committed_through_a_rollback_journal_and_wal_mode_returns() {
 /// goes through the WAL, at once (no waiting for the other connection).
 #[test]
 fn large_batch_goes_through_the_wal_while_another_connection_is_open() {
-    let mut fs = Fs::new(cfg(50, 5000));
+    let mut fs = Fs::new(cfg(60_000, 60_000));
     let other = Connection::open(&fs.path).unwrap();
     let _: i64 = other
         .query_row("SELECT count(*) FROM tree", [], |r| r.get(0))
