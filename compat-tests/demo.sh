@@ -7,9 +7,12 @@ dir=${1:-/tmp/lwcfs-demo}
 
 [ "$(id -u)" = 0 ] || { echo "demo.sh: run as root (FUSE mount with allow_other)" >&2; exit 1; }
 command -v cargo >/dev/null || { echo "demo.sh: cargo is missing (install Rust first)" >&2; exit 1; }
-for p in fuse3 libsqlite3-dev librrd-dev pkg-config; do
+# Build dependencies: SQLite, librrd, libqb, and the Corosync client libraries lwcfs links.
+need=(fuse3 libsqlite3-dev librrd-dev libqb-dev pkg-config libcpg-dev libcfg-dev libquorum-dev
+    libcmap-dev libvotequorum-dev libcorosync-common-dev)
+for p in "${need[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || {
-        apt-get update -qq && apt-get install -y -qq fuse3 libsqlite3-dev librrd-dev pkg-config; break; }
+        apt-get update -qq && apt-get install -y -qq "${need[@]}"; break; }
 done
 getent group www-data >/dev/null || groupadd -g 33 www-data
 
@@ -28,6 +31,6 @@ mkdir -p "$m/nodes/$node/qemu-server" "$m/nodes/$node/lxc" "$m/nodes/$node/priv"
 [ -e "$m/storage.cfg" ] || printf 'dir: local\n\tpath /var/lib/vz\n\tcontent iso,vztmpl,backup\n' > "$m/storage.cfg"
 [ -e "$m/datacenter.cfg" ] || printf 'keyboard: en-us\n' > "$m/datacenter.cfg"
 
-echo "lwcfs is mounted at $m (database $dir/config.db)"
+echo "lwcfs is mounted at $m (database $dir/config.db); it serves the IPC service @pve2"
 echo "  try: ls -l $m/ ; cat $m/.vmlist ; $bin stats --db $dir/config.db"
 echo "  stop: kill \$(cat $dir/lwcfs.pid)"

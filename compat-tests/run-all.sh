@@ -8,7 +8,8 @@
 #   3. cargo test --workspace       the hermetic tier (no root, FUSE or network)
 #   4. cargo build -p lwcfs         the daemon binary
 #   5. the FUSE tier                real mounts of that binary, each daemon in its own mount,
-#                                   network and UTS namespaces (compat-tests --features fuse)
+#                                   network and UTS namespaces (compat-tests --features fuse),
+#                                   and its IPC service `pve2` through Debian's libqb client
 #   6. the cluster tier             real Corosync clusters of lwcfs nodes, one network namespace
 #                                   per node (compat-tests --features cluster)
 #   7. the RRD tier                 RRD files through a private rrdcached and with librrd

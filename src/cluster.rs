@@ -11,7 +11,6 @@
 //! while it submits.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::net::ToSocketAddrs;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -19,16 +18,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lwcfs_cpg::corosync::{self, ClusterConfig, CpgConn, QuorumConn};
+use lwcfs_cpg::corosync::{self, CpgConn, QuorumConn};
 use lwcfs_cpg::dfsm::{Effects, VerifyOutcome};
 use lwcfs_cpg::transport::{Finished, Next};
-use lwcfs_cpg::{App, CpgEvent, Dfsm, Driver, Effect, MemberId, Outcome, Transport, DCDB};
+use lwcfs_cpg::{App, CpgEvent, Dfsm, Driver, Effect, MemberId, Outcome, Transport, DCDB, KVSTORE};
 use lwcfs_fuse::FsResult;
 use lwcfs_memdb::wire::{DcdbType, UnlockPayload};
 use lwcfs_memdb::{DcdbMsg, Op, TreePath};
 
+use crate::clusterlog::Entry;
 use crate::dcdb::Dcdb;
+use crate::kvgroup::{update_payload, KvGroup};
 use crate::service::Shared;
+use crate::status::{kvstore, Broadcast, Status};
 
 /// C retries a service's initialization at most every 5 s.
 const RESTART_INTERVAL: Duration = Duration::from_secs(5);
@@ -251,26 +253,20 @@ impl<A: App> Group<A> {
     }
 }
 
-/// What `.members` shows.
-#[derive(Default)]
-struct Info {
-    config: Option<ClusterConfig>,
-    /// `clinfo_version`: bumped on every cmap read and membership change.
-    version: u64,
-}
-
 pub struct Cluster {
     dcdb: Mutex<Group<Dcdb>>,
+    /// The status group `pve_kvstore_v1`.
+    kv: Mutex<Group<KvGroup>>,
+    status: Arc<Status>,
     /// Senders waiting for their own message, by count.
     waiting: Mutex<HashMap<u64, SyncSender<Outcome>>>,
     quorate: Arc<AtomicBool>,
+    /// Members of the database group (for `lwcfs stats`).
     members: Arc<Mutex<Vec<MemberId>>>,
-    info: Mutex<Info>,
     /// Messages this node sent and saw applied, for `lwcfs stats`.
     sent: AtomicU64,
     stop: AtomicBool,
     thread: Mutex<Option<JoinHandle<()>>>,
-    local_ip: Option<String>,
 }
 
 /// Does nothing: the DFSM's effects while no corosync connection exists are never sends.
@@ -294,10 +290,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Cluster {
-    /// Start the loop thread. Writes wait for quorum and for the first sync.
+    /// Start the loop thread. Writes wait for quorum and for the first sync. From now on the
+    /// status's local changes are multicast in the status group.
     pub fn start(shared: Arc<Shared>, opts: ClusterOptions, nodename: &str) -> Arc<Cluster> {
         let quorate = Arc::new(AtomicBool::new(false));
         let members = Arc::new(Mutex::new(Vec::new()));
+        let status = shared.status.clone();
         let app = Dcdb::new(shared, quorate.clone(), opts.lock_timeout, members.clone());
         let mut cfg = DCDB.config();
         cfg.verify_interval = Some(opts.verify_interval);
@@ -306,17 +304,23 @@ impl Cluster {
             .ok()
             .and_then(|mut a| a.find(|a| !a.ip().is_loopback()))
             .map(|a| a.ip().to_string());
+        status.set_local_ip(local_ip);
         let c = Arc::new(Cluster {
             dcdb: Mutex::new(Group::new(DCDB, cfg, app)),
+            kv: Mutex::new(Group::new(
+                KVSTORE,
+                KVSTORE.config(),
+                KvGroup::new(status.clone()),
+            )),
+            status: status.clone(),
             waiting: Mutex::new(HashMap::new()),
             quorate,
             members,
-            info: Mutex::new(Info::default()),
             sent: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
-            local_ip,
         });
+        status.set_broadcast(c.clone());
         let me = c.clone();
         let t = std::thread::Builder::new()
             .name("cluster".into())
@@ -398,6 +402,7 @@ impl Cluster {
         }
         let f = lock(&self.dcdb).shutdown();
         self.finish(f);
+        lock(&self.kv).shutdown();
         // Whoever still waits gets EBUSY.
         lock(&self.waiting).clear();
     }
@@ -422,10 +427,12 @@ impl Cluster {
             }
             let f = lock(&self.dcdb).start_job();
             self.finish(f);
+            lock(&self.kv).start_job();
 
             let dcdb_fd = lock(&self.dcdb).fd();
+            let kv_fd = lock(&self.kv).fd();
             let q_fd = quorum.as_ref().and_then(|q| q.fd().ok());
-            let fds: Vec<i32> = dcdb_fd.into_iter().chain(q_fd).collect();
+            let fds: Vec<i32> = dcdb_fd.into_iter().chain(kv_fd).chain(q_fd).collect();
             let ready = if fds.is_empty() {
                 std::thread::sleep(Duration::from_millis(200));
                 Vec::new()
@@ -439,14 +446,14 @@ impl Cluster {
                 r
             };
             if ready_next(dcdb_fd.is_some()) {
-                let (f, confchg) = lock(&self.dcdb).dispatch();
+                let (f, _) = lock(&self.dcdb).dispatch();
                 self.finish(f);
-                if confchg {
-                    lock(&self.info).version += 1;
-                }
                 if lock(&self.dcdb).conn.is_none() {
                     self.set_quorate(false);
                 }
+            }
+            if ready_next(kv_fd.is_some()) {
+                lock(&self.kv).dispatch();
             }
             if ready_next(q_fd.is_some()) {
                 match quorum.as_mut().map(|q| q.dispatch()) {
@@ -472,6 +479,7 @@ impl Cluster {
     }
 
     fn set_quorate(&self, q: bool) {
+        self.status.set_quorate(q);
         if self.quorate.swap(q, Ordering::SeqCst) != q {
             tracing::info!("node has {} quorum", if q { "" } else { "lost" });
         }
@@ -479,11 +487,11 @@ impl Cluster {
 
     fn read_cmap(&self) {
         match corosync::read_cluster() {
-            Ok(cfg) => {
-                let mut info = lock(&self.info);
-                info.config = Some(cfg);
-                info.version += 1;
-            }
+            Ok(cfg) => self.status.set_cluster_config(
+                cfg.name,
+                cfg.config_version,
+                cfg.nodes.into_iter().map(|n| (n.nodeid, n.name)).collect(),
+            ),
             Err(e) => tracing::warn!("cmap read failed: {e}"),
         }
     }
@@ -503,52 +511,16 @@ impl Cluster {
             "applied_own": self.sent.load(Ordering::Relaxed),
         })
     }
+}
 
-    /// `.members` (C `cfs_create_memberlist_msg`, cluster.md §7.3). `online` is membership of
-    /// the database group (the status group is not joined yet).
-    pub fn members_json(&self, nodename: &str) -> String {
-        let info = lock(&self.info);
-        let online: Vec<u32> = lock(&self.members).iter().map(|m| m.nodeid.0).collect();
-        let mut s = String::new();
-        let _ = write!(
-            s,
-            "{{\n\"nodename\": \"{nodename}\",\n\"version\": {}",
-            info.version
-        );
-        let Some(cfg) = info.config.as_ref().filter(|c| !c.nodes.is_empty()) else {
-            s.push_str("\n}\n");
-            return s;
-        };
-        let _ = write!(
-            s,
-            ",\n\"cluster\": {{ \"name\": \"{}\", \"version\": {}, \"nodes\": {}, \"quorate\": {} }},\n\"nodelist\": {{\n",
-            cfg.name,
-            cfg.config_version as u32,
-            cfg.nodes.len(),
-            u8::from(self.quorate())
-        );
-        let rows: Vec<String> = cfg
-            .nodes
-            .iter()
-            .map(|n| {
-                let ip = if n.name == nodename {
-                    self.local_ip
-                        .as_ref()
-                        .map(|ip| format!(", \"ip\": \"{ip}\""))
-                        .unwrap_or_default()
-                } else {
-                    String::new()
-                };
-                format!(
-                    "  \"{}\": {{ \"id\": {}, \"online\": {}{ip}}}",
-                    n.name,
-                    n.nodeid,
-                    u8::from(online.contains(&n.nodeid))
-                )
-            })
-            .collect();
-        s.push_str(&rows.join(",\n"));
-        s.push_str("\n  }\n}\n");
-        s
+/// The status's local changes reach the other nodes through the status group.
+impl Broadcast for Cluster {
+    fn update(&self, key: &[u8], value: &[u8]) {
+        let payload = update_payload(key, value);
+        lock(&self.kv).send_nowait(kvstore::SUBTYPE_UPDATE, &payload);
+    }
+
+    fn log(&self, entry: &Entry) {
+        lock(&self.kv).send_nowait(kvstore::SUBTYPE_LOG, &kvstore::encode_log(entry));
     }
 }

@@ -7,6 +7,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// The file's path in the tree.
@@ -39,32 +40,38 @@ pub fn refresh_host(data: &[u8], reload: bool) {
 }
 
 fn refresh(host: &Path, data: &[u8], reload: bool) -> bool {
+    // C: an empty file, or one without a version (a truncate on its way to a rewrite), is
+    // never installed.
+    if data.is_empty() {
+        return false;
+    }
+    let Some(new_version) = config_version(data) else {
+        tracing::error!("unable to parse cluster config_version");
+        return false;
+    };
     let old = fs::read(host).ok();
     if old.as_deref() == Some(data) {
         return false;
     }
     let old_version = old.as_deref().and_then(config_version);
-    let new_version = config_version(data);
-    if let (Some(o), Some(n)) = (old_version, new_version) {
-        if n < o {
-            tracing::warn!(
-                "corosync.conf in the cluster (version {n}) is older than {} ({o}); not \
-                 replacing it",
-                host.display()
-            );
-            return false;
-        }
+    if old_version.is_some_and(|o| new_version < o) {
+        tracing::error!("local corosync.conf is newer");
+        return false;
     }
     let tmp = host.with_extension("conf.new.tmp");
     let written = fs::File::create(&tmp)
         .and_then(|mut f| f.write_all(data).and_then(|()| f.sync_all()))
+        .and_then(|()| fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)))
         .and_then(|()| fs::rename(&tmp, host));
     if let Err(e) = written {
         tracing::error!("unable to write {}: {e}", host.display());
         let _ = fs::remove_file(&tmp);
         return false;
     }
-    tracing::info!("wrote new corosync config '{}'", host.display());
+    tracing::info!(
+        "wrote new corosync config '{}' (version = {new_version})",
+        host.display()
+    );
     if reload && old_version.is_some() {
         std::thread::spawn(|| {
             std::thread::sleep(std::time::Duration::from_secs(1));
@@ -108,7 +115,10 @@ mod tests {
         assert!(refresh(&host, b"config_version: 5\nx\n", false));
         assert_eq!(fs::read(&host).unwrap(), b"config_version: 5\nx\n");
         assert!(!refresh(&host, b"config_version: 5\nx\n", false));
+        // A truncated or unversioned file never replaces the host's.
+        assert!(!refresh(&host, b"", false));
+        assert!(!refresh(&host, b"totem {}\n", false));
         fs::remove_file(&host).unwrap();
-        assert!(refresh(&host, b"anything", false));
+        assert!(refresh(&host, b"config_version: 1\n", false));
     }
 }

@@ -13,6 +13,8 @@
 
 pub mod files;
 pub mod key;
+// The FFI to librrd: the only unsafe code of the RRD side (see its module doc).
+#[allow(unsafe_code)]
 mod librrd;
 pub mod rrdcached;
 pub mod schema;
@@ -84,6 +86,32 @@ impl Rrd {
     /// there so that the reply is never empty.
     pub fn dump(&self, now: u64) -> String {
         lock(&self.table).dump(now).0
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The key/value status hands `rrd/…` updates here, and asks for the dump here.
+impl crate::kvstatus::RrdSink for Rrd {
+    fn update(&self, key: &[u8], value: &[u8]) -> bool {
+        let Ok(key) = std::str::from_utf8(crate::jsontext::c_str(key)) else {
+            tracing::debug!("rrd key is not UTF-8: {:?}", String::from_utf8_lossy(key));
+            return crate::kvstatus::rrd_value_ok(value);
+        };
+        Rrd::update(self, key, value, unix_now()).is_ok()
+    }
+
+    /// The text and one NUL, always (C adds the NUL only when the dump was rebuilt, so a
+    /// cached empty dump could answer with nothing at all).
+    fn dump(&self) -> Vec<u8> {
+        let mut out = Rrd::dump(self, unix_now()).into_bytes();
+        out.push(0);
+        out
     }
 }
 

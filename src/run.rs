@@ -151,11 +151,15 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
             .map_err(|e| StartError(format!("unable to open database for writing: {e}")))?,
     );
 
+    // RRD updates (SET_STATUS `rrd/…`, here or from other nodes) reach the RRD files.
+    status
+        .kv()
+        .set_rrd(Arc::new(crate::rrd::Rrd::new(args.rrd_config())));
     let kcache = Arc::new(KernelCache::new());
     let shared = Shared::new(
         tree.clone(),
         writer.clone(),
-        status,
+        status.clone(),
         kcache.clone(),
         args.defer_bound,
     );
@@ -168,6 +172,7 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
         .lock()
         .read_path(&TreePath::parse(corosync_conf::NAME))
         .ok();
+    prepare_mountpoint(&args.mount)?;
     let cluster = match conf {
         Some(conf) if !args.local => {
             corosync_conf::refresh_host(&conf, false);
@@ -188,7 +193,6 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
         "local"
     };
 
-    prepare_mountpoint(&args.mount)?;
     let svc = Service::new(
         shared,
         cluster.clone(),
@@ -204,6 +208,9 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
         let _ = signal::kill(main_pid, Signal::SIGTERM);
     })
     .map_err(|e| {
+        if let Some(c) = &cluster {
+            c.shutdown();
+        }
         StartError(format!(
             "fuse mount of {} failed: {e}",
             args.mount.display()
@@ -214,6 +221,19 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
         // Changes the kernel did not make itself then reach readers only when its TTLs end.
         tracing::error!("cannot start the kernel cache thread: {e}");
     }
+
+    // The IPC service `pve2`, after the mount as in C; not starting it is fatal.
+    let ipc = match crate::ipc::Ipc::start(tree.clone(), status, gid) {
+        Ok(ipc) => ipc,
+        Err(e) => {
+            let _ = mounted.unmount(Duration::from_secs(1));
+            if let Some(c) = &cluster {
+                c.shutdown();
+            }
+            let _ = writer.shutdown();
+            return fail(format!("unable to start the IPC service 'pve2': {e}"));
+        }
+    };
 
     let control = match ControlServer::start(
         &args.paths.control_socket(),
@@ -245,6 +265,7 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
         let _ = nix::unistd::chown(&flag, Some(0.into()), Some(gid.into()));
     }
     drop(control);
+    ipc.stop(); // before the unmount, as in C
     match mounted.unmount(Duration::from_secs(1)) {
         Ok(true) => {}
         Ok(false) => tracing::warn!(
@@ -267,8 +288,6 @@ pub fn run(args: DaemonArgs) -> Result<(), StartError> {
     result
 }
 
-/// C's single-instance lock: flock on `.pmxcfs.lockfile` beside the database, 11 tries 1 s
-/// apart.
 /// A new database outside local mode starts with the host's corosync.conf, written with writer
 /// 0 before any cluster service starts (C `pmxcfs.c`); the first sync reconciles it.
 fn import_corosync_conf(shared: &Shared, now: u32) {
@@ -305,6 +324,8 @@ fn import_corosync_conf(shared: &Shared, now: u32) {
     }
 }
 
+/// C's single-instance lock: flock on `.pmxcfs.lockfile` beside the database, 11 tries 1 s
+/// apart.
 fn take_lock(path: &Path, db: &Path) -> Result<Flock<File>, StartError> {
     let open = || {
         OpenOptions::new()

@@ -89,13 +89,21 @@ fn virtual_by_name(name: &str) -> Option<u32> {
         .map(|i| i as u32)
 }
 
+/// A file unlinked or replaced by a rename while a handle had it open: what it was then.
+#[derive(Clone)]
+struct Orphan {
+    data: Data,
+    attr: NodeAttr,
+}
+
 enum Handle {
-    /// `orphan`: the content the file had when it was unlinked or replaced by a rename while
-    /// this handle was open; reads through the handle keep seeing it (POSIX).
+    /// `orphan`: the file as it was when it was unlinked or replaced by a rename while this
+    /// handle was open; reads (and the kernel's getattr before a read) through the handle keep
+    /// seeing it (POSIX).
     File {
         inode: Inode,
         wrote: bool,
-        orphan: Option<Data>,
+        orphan: Option<Orphan>,
     },
     /// A function file: its text, generated at open.
     Func { content: Vec<u8> },
@@ -172,9 +180,12 @@ impl Shared {
             Op::Delete { path } | Op::Rename { to: path, .. } => db.resolve(path),
             _ => None,
         };
-        let victim_data = victim
-            .filter(|v| self.is_open(*v))
-            .and_then(|v| db.read(v).ok());
+        let victim_state = victim.filter(|v| self.is_open(*v)).and_then(|v| {
+            Some(Orphan {
+                data: db.read(v).ok()?,
+                attr: mem_attr(db, v, true).ok()?,
+            })
+        });
         let applied = db.apply(op, ctx)?;
         match crate::defer::rule_for(op, self.defer_bound) {
             Some(rule) => self
@@ -185,9 +196,9 @@ impl Shared {
         if notify_kernel {
             self.kcache.applied(db, op, &applied);
         }
-        if let (Some(v), Some(data)) = (victim, victim_data) {
+        if let (Some(v), Some(state)) = (victim, victim_state) {
             if applied.changes.contains(&Change::Delete(v)) {
-                self.orphan(v, data);
+                self.orphan(v, state);
             }
         }
         match op {
@@ -210,8 +221,9 @@ impl Shared {
         for c in &synced.changes {
             if let Change::Delete(i) = c {
                 if self.is_open(*i) {
-                    if let Ok(data) = db.read(*i) {
-                        self.orphan(*i, data);
+                    let state = db.read(*i).ok().zip(mem_attr(db, *i, true).ok());
+                    if let Some((data, attr)) = state {
+                        self.orphan(*i, Orphan { data, attr });
                     }
                 }
             }
@@ -228,14 +240,14 @@ impl Shared {
             .any(|h| matches!(h, Handle::File { inode: i, .. } if *i == inode))
     }
 
-    fn orphan(&self, inode: Inode, data: Data) {
+    fn orphan(&self, inode: Inode, state: Orphan) {
         for h in self.handles().values_mut() {
             if let Handle::File {
                 inode: i, orphan, ..
             } = h
             {
                 if *i == inode {
-                    *orphan = Some(data.clone());
+                    *orphan = Some(state.clone());
                 }
             }
         }
@@ -260,6 +272,39 @@ fn now() -> Mtime {
             .map(|d| d.as_secs() as u32)
             .unwrap_or(0),
     )
+}
+
+/// A tree entry's attributes as the kernel sees them (C's modes follow the quorum).
+fn mem_attr(db: &Memdb, inode: Inode, quorate: bool) -> FsResult<NodeAttr> {
+    let a = db.getattr(inode).map_err(errno)?;
+    if inode == Inode::ROOT {
+        return Ok(NodeAttr {
+            ino: KIno::ROOT,
+            kind: NodeKind::Dir,
+            size: 0,
+            mtime: 0,
+            perm: ROOT_PERM,
+            ttl_ms: TREE_TTL_MS,
+        });
+    }
+    let path = db.path_of(inode).ok_or(libc::ENOENT)?;
+    let kind = match a.kind {
+        Kind::File => NodeKind::File,
+        Kind::Dir => NodeKind::Dir,
+    };
+    let exec = path.name().is_some_and(attr::is_vz_script);
+    Ok(NodeAttr {
+        ino: NodeRef::Mem(inode).into(),
+        kind,
+        size: a.size,
+        mtime: a.mtime.0,
+        perm: attr::perm(kind, path.is_private(), quorate, exec),
+        ttl_ms: if path.is_below_lock() {
+            LOCK_TTL_MS
+        } else {
+            TREE_TTL_MS
+        },
+    })
 }
 
 fn errno(e: Error) -> i32 {
@@ -343,6 +388,22 @@ impl Service {
         self.cluster.as_ref().is_none_or(|c| c.quorate())
     }
 
+    /// The attributes of a removed file that a handle still has open (inode numbers are never
+    /// reused, so the number names that file). Not cached by the kernel.
+    fn orphan_attr(&self, inode: Inode) -> Option<NodeAttr> {
+        self.handles().values().find_map(|h| match h {
+            Handle::File {
+                inode: i,
+                orphan: Some(o),
+                ..
+            } if *i == inode => Some(NodeAttr {
+                ttl_ms: 0,
+                ..o.attr
+            }),
+            _ => None,
+        })
+    }
+
     /// The path of `name` in directory `parent` for a mutation, with C's routing rules for the
     /// root's virtual names (`EACCES`).
     fn child_path(&self, db: &Memdb, parent: KIno, name: &str) -> FsResult<TreePath> {
@@ -357,35 +418,7 @@ impl Service {
     }
 
     fn mem_attr(&self, db: &Memdb, inode: Inode) -> FsResult<NodeAttr> {
-        let a = db.getattr(inode).map_err(errno)?;
-        if inode == Inode::ROOT {
-            return Ok(NodeAttr {
-                ino: KIno::ROOT,
-                kind: NodeKind::Dir,
-                size: 0,
-                mtime: 0,
-                perm: ROOT_PERM,
-                ttl_ms: TREE_TTL_MS,
-            });
-        }
-        let path = db.path_of(inode).ok_or(libc::ENOENT)?;
-        let kind = match a.kind {
-            Kind::File => NodeKind::File,
-            Kind::Dir => NodeKind::Dir,
-        };
-        let exec = path.name().is_some_and(attr::is_vz_script);
-        Ok(NodeAttr {
-            ino: NodeRef::Mem(inode).into(),
-            kind,
-            size: a.size,
-            mtime: a.mtime.0,
-            perm: attr::perm(kind, path.is_private(), self.quorate(), exec),
-            ttl_ms: if path.is_below_lock() {
-                LOCK_TTL_MS
-            } else {
-                TREE_TTL_MS
-            },
-        })
+        mem_attr(db, inode, self.quorate())
     }
 
     fn link_target(&self, v: Virtual) -> Option<String> {
@@ -400,14 +433,17 @@ impl Service {
             ".version" => self
                 .status
                 .version_json(self.tree.lock().vmlist().version()),
-            ".members" => match &self.cluster {
-                Some(c) => c.members_json(&self.cfg.nodename),
-                None => self.status.members_json(),
-            },
+            ".members" => self.status.members_json(),
             ".vmlist" => vmlist_json(self.tree.lock().vmlist()),
             ".clusterlog" => self.status.clusterlog_json(),
             ".debug" => if self.status.debug() { "1\n" } else { "0\n" }.to_owned(),
-            // No RRD data reaches a local-mode node without the IPC service.
+            ".rrd" => {
+                let mut dump = self.status.kv().rrd_dump();
+                if dump.last() == Some(&0) {
+                    dump.pop();
+                }
+                return dump;
+            }
             _ => String::new(),
         };
         text.into_bytes()
@@ -442,7 +478,14 @@ impl Service {
 
     fn attr_of(&self, ino: KIno) -> FsResult<NodeAttr> {
         match ino.node().ok_or(libc::ENOENT)? {
-            NodeRef::Mem(i) => self.mem_attr(&self.tree.lock(), i),
+            NodeRef::Mem(i) => {
+                // The tree's lock is released before the handles' is taken.
+                let r = self.mem_attr(&self.tree.lock(), i);
+                match r {
+                    Err(libc::ENOENT) => self.orphan_attr(i).ok_or(libc::ENOENT),
+                    r => r,
+                }
+            }
             NodeRef::Virtual(v) => self.virt_attr(v),
         }
     }
@@ -628,8 +671,8 @@ impl FsService for Service {
         match self.handles().get(&fh) {
             Some(Handle::Func { content }) => return Ok(slice(content)),
             Some(Handle::File {
-                orphan: Some(d), ..
-            }) => return Ok(slice(d)),
+                orphan: Some(o), ..
+            }) => return Ok(slice(&o.data)),
             _ => {}
         }
         let Some(NodeRef::Mem(inode)) = ino.node() else {
@@ -694,7 +737,8 @@ impl FsService for Service {
             // Another writer (another node, or another process here) created it after the
             // kernel's lookup: without O_EXCL, open(O_CREAT) opens the file that exists.
             Err(libc::EEXIST) if flags & libc::O_EXCL == 0 => {
-                let attr = self.lookup(parent, name)?;
+                // Not there after all (memdb refused a guest id already in use): EEXIST stands.
+                let attr = self.lookup(parent, name).map_err(|_| libc::EEXIST)?;
                 if attr.kind != NodeKind::File {
                     return Err(libc::EISDIR);
                 }

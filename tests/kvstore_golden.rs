@@ -3,7 +3,11 @@
 //! re-encodes to the captured bytes; decoders fed truncated or arbitrary bytes return errors,
 //! never panic.
 
-use lwcfs::status::clog_wire::{self, ClogEntry, ClogError, DEFAULT_BUFFER_SIZE};
+//! The entries inside LOG messages and STATE blobs are checked field by field, and the state
+//! merge against C's next rounds, in `src/clusterlog/tests.rs`.
+
+use lwcfs::clusterlog::entry::EntryError;
+use lwcfs::clusterlog::{Entry, NewEntry, Ring};
 use lwcfs::status::kvstore::{
     self, KvError, KvMessage, PROTOCOL_VERSION, SUBTYPE_LOG, SUBTYPE_UPDATE,
 };
@@ -58,35 +62,6 @@ fn s(v: &Value) -> &[u8] {
         .as_bytes()
 }
 
-fn digest(v: &Value) -> u64 {
-    u64::from_str_radix(v.as_str().unwrap(), 16).unwrap()
-}
-
-/// The captured fields of one entry (a LOG payload or an entry of a STATE blob).
-#[track_caller]
-fn assert_entry(e: &ClogEntry, f: &Value, seq: u64) {
-    assert_eq!(u64::from(e.prev), u(&f["prev"]), "seq {seq} prev");
-    assert_eq!(u64::from(e.next), u(&f["next"]), "seq {seq} next");
-    assert_eq!(u64::from(e.uid), u(&f["uid"]), "seq {seq} uid");
-    assert_eq!(u64::from(e.time), u(&f["time"]), "seq {seq} time");
-    assert_eq!(e.node_digest, digest(&f["node_digest"]), "seq {seq}");
-    assert_eq!(e.ident_digest, digest(&f["ident_digest"]), "seq {seq}");
-    assert_eq!(u64::from(e.pid), u(&f["pid"]), "seq {seq} pid");
-    assert_eq!(u64::from(e.priority), u(&f["priority"]), "seq {seq}");
-    assert_eq!(e.node.len() as u64 + 1, u(&f["node_len"]), "seq {seq}");
-    assert_eq!(e.ident.len() as u64 + 1, u(&f["ident_len"]), "seq {seq}");
-    assert_eq!(e.tag.len() as u64 + 1, u(&f["tag_len"]), "seq {seq}");
-    assert_eq!(e.msg.len() as u64 + 1, u(&f["msg_len"]), "seq {seq}");
-    assert_eq!(e.node, s(&f["node"]), "seq {seq}");
-    assert_eq!(e.ident, s(&f["ident"]), "seq {seq}");
-    assert_eq!(e.tag, s(&f["tag"]), "seq {seq}");
-    assert_eq!(e.msg, s(&f["msg"]), "seq {seq}");
-    assert_eq!(e.slack.to_vec(), unhex(f["slack_hex"].as_str().unwrap()));
-    // The digests are FNV-1a 64 of the strings with their NUL.
-    assert_eq!(e.node_digest, clog_wire::digest_of(&e.node), "seq {seq}");
-    assert_eq!(e.ident_digest, clog_wire::digest_of(&e.ident), "seq {seq}");
-}
-
 #[test]
 fn every_captured_kvstore_message_round_trips() {
     let (mut updates, mut logs, mut states, mut sync_starts) = (0, 0, 0, 0);
@@ -124,9 +99,11 @@ fn every_captured_kvstore_message_round_trips() {
                         logs += 1;
                         assert_eq!(m.base.subtype, SUBTYPE_LOG);
                         assert_eq!(fields["op"], "LOG");
-                        assert_entry(&e, p, seq);
-                        assert_eq!(m.payload.len(), e.encoded_len());
-                        kvstore::encode_log(&e).unwrap()
+                        assert_eq!(e, Entry::decode(m.payload).unwrap());
+                        assert_eq!(u64::from(e.uid), u(&p["uid"]), "seq {seq}");
+                        assert_eq!(e.msg.len() as u64, u(&p["msg_len"]), "seq {seq}");
+                        assert_eq!(m.payload.len(), e.size());
+                        kvstore::encode_log(&e)
                     }
                 };
                 assert_eq!(payload, m.payload, "seq {seq}: payload does not re-encode");
@@ -145,31 +122,11 @@ fn every_captured_kvstore_message_round_trips() {
             }
             (Some(MsgType::State), Ext::Epoch(_)) => {
                 states += 1;
-                let st =
-                    kvstore::decode_state(m.payload).unwrap_or_else(|e| panic!("seq {seq}: {e}"));
-                let p = &fields["payload"];
-                assert_eq!(u64::from(st.size), u(&p["size"]));
-                assert_eq!(st.size, DEFAULT_BUFFER_SIZE);
-                assert_eq!(u64::from(st.cpos), u(&p["cpos"]));
-                let want = p["entries"].as_array().unwrap();
-                assert_eq!(st.entries.len(), want.len(), "seq {seq}");
-                // The walk goes newest first; the capture lists entries by offset.
-                let mut got = st.entries.clone();
-                got.reverse();
-                for ((off, e), f) in got.iter().zip(want) {
-                    assert_eq!(u64::from(*off), u(&f["offset"]), "seq {seq}");
-                    assert_entry(e, f, seq);
-                }
-                assert_eq!(clog_wire::encode_state_verbatim(&st).unwrap(), m.payload);
-                // What C sends is its sorted log laid out afresh: the same bytes come out of
-                // the entries in C's order.
-                let mut sorted: Vec<ClogEntry> = got.into_iter().map(|(_, e)| e).collect();
-                sorted.sort_by(|a, b| a.c_cmp(b));
-                assert_eq!(
-                    clog_wire::encode_state(&sorted, st.size),
-                    m.payload,
-                    "seq {seq}"
-                );
+                // The state is the sender's whole cluster-log buffer, as the ring keeps it.
+                let ring =
+                    Ring::from_state(m.payload).unwrap_or_else(|e| panic!("seq {seq}: {e:?}"));
+                assert_eq!(u64::from(ring.cpos()), u(&fields["payload"]["cpos"]));
+                assert!(ring.bytes() == m.payload, "seq {seq}");
             }
             other => panic!("seq {seq}: unexpected message {other:?}"),
         }
@@ -197,12 +154,7 @@ fn truncated_payloads_are_errors() {
                     Err(KvError::Log(_)) => assert_eq!(m.base.subtype, SUBTYPE_LOG),
                     Err(e) => panic!("seq {}: {e}", v.seq),
                 },
-                Some(MsgType::State) => {
-                    assert!(matches!(
-                        kvstore::decode_state(p),
-                        Err(KvError::Log(ClogError::StateSize { .. }))
-                    ));
-                }
+                Some(MsgType::State) => assert!(Ring::from_state(p).is_err()),
                 _ => {}
             }
         }
@@ -220,7 +172,7 @@ fn corrupted_log_is_refused() {
         assert!(
             matches!(
                 kvstore::decode(SUBTYPE_LOG, &p),
-                Err(KvError::Log(ClogError::WrongSize { .. }))
+                Err(KvError::Log(EntryError::WrongSize { .. }))
             ),
             "length byte {at}"
         );
@@ -230,10 +182,10 @@ fn corrupted_log_is_refused() {
         let mut p = payload.clone();
         assert_eq!(p[at], 0);
         p[at] = b'x';
-        assert_eq!(
+        assert!(matches!(
             kvstore::decode(SUBTYPE_LOG, &p),
-            Err(KvError::Log(ClogError::Unterminated))
-        );
+            Err(KvError::Log(EntryError::Unterminated(_)))
+        ));
     }
 }
 
@@ -249,7 +201,7 @@ mod prop {
                             bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             match kvstore::decode(subtype, &bytes) {
                 Ok(KvMessage::Update(up)) => prop_assert_eq!(up.payload_verbatim(), bytes),
-                Ok(KvMessage::Log(e)) => prop_assert_eq!(kvstore::encode_log(&e).unwrap(), bytes),
+                Ok(KvMessage::Log(e)) => prop_assert_eq!(kvstore::encode_log(&e), bytes),
                 Err(_) => {}
             }
         }
@@ -261,45 +213,20 @@ mod prop {
             let mut p = head;
             p.extend_from_slice(&tail);
             if let Ok(KvMessage::Log(e)) = kvstore::decode(SUBTYPE_LOG, &p) {
-                prop_assert_eq!(e.encoded_len(), p.len());
+                prop_assert_eq!(e.size(), p.len());
             }
         }
 
-        /// Arbitrary state blobs whose size field matches: errors or entries, never a panic
-        /// or a hang.
-        #[test]
-        fn decode_state_arbitrary(cpos in 0u32..2000,
-                                  body in proptest::collection::vec(any::<u8>(), 0..2000),
-                                  links in proptest::collection::vec((8u32..2000, 0u32..2000), 0..20)) {
-            let mut blob = vec![0u8; 8];
-            blob.extend_from_slice(&body);
-            for (at, prev) in links {
-                let at = at as usize;
-                if at + 4 <= blob.len() {
-                    blob[at..at + 4].copy_from_slice(&prev.to_le_bytes());
-                }
-            }
-            let len = blob.len() as u32;
-            blob[0..4].copy_from_slice(&len.to_le_bytes());
-            blob[4..8].copy_from_slice(&cpos.to_le_bytes());
-            if let Ok(st) = kvstore::decode_state(&blob) {
-                prop_assert!(st.entries.len() < blob.len());
-            }
-        }
-
-        /// Entries made here survive a LOG round trip and a state round trip.
+        /// Entries made here survive a LOG round trip.
         #[test]
         fn entries_round_trip(uid: u32, time: u32, pid: u32, pri in 0u8..8,
                               node in "[a-z0-9-]{1,30}", ident in "[a-z@]{1,20}",
                               tag in "[a-z]{1,20}", msg in "[ -~]{0,300}") {
-            let e = ClogEntry::new(uid, time, pid, pri, node.as_bytes(), ident.as_bytes(),
-                                   tag.as_bytes(), msg.as_bytes());
-            let p = kvstore::encode_log(&e).unwrap();
+            let e = Entry::pack(NewEntry { node: node.as_bytes(), ident: ident.as_bytes(),
+                                           tag: tag.as_bytes(), pid, time, priority: pri,
+                                           msg: msg.as_bytes() }, uid).unwrap();
+            let p = kvstore::encode_log(&e);
             prop_assert_eq!(kvstore::decode(SUBTYPE_LOG, &p), Ok(KvMessage::Log(e.clone())));
-            let blob = clog_wire::encode_state([&e, &e], DEFAULT_BUFFER_SIZE);
-            let st = kvstore::decode_state(&blob).unwrap();
-            prop_assert_eq!(st.entries.len(), 2);
-            prop_assert_eq!(clog_wire::encode_state_verbatim(&st).unwrap(), blob);
         }
     }
 }

@@ -13,6 +13,9 @@
 //!   is a leaf, nothing stored depends on it.
 //! - A batch stores what the tree holds at commit time, so intermediate states collapse, and an
 //!   inode that never reached the disk and is gone again writes nothing.
+//! - A new directory waits for its own `commit_delay` (unless something the batch stores lies
+//!   in it): a directory made and removed within the delay (a lock) never reaches the disk,
+//!   wherever the batch's deadline falls.
 //! - Deferrable rewrites: a change may come with a [`Defer`] rule. When a batch would store such
 //!   a file over the stored row at its place (a rewrite in place, or a new file renamed over
 //!   it, whose old inode is removed), and the rule says the new content is the same as the
@@ -393,7 +396,11 @@ impl Pending {
         if !all {
             b.deferred = self.deferrable(&snapshot, disk, now);
         }
-        let held_back: HashSet<Inode> = b.deferred.iter().flat_map(|&(i, s, _)| [i, s]).collect();
+        let mut held_back: HashSet<Inode> =
+            b.deferred.iter().flat_map(|&(i, s, _)| [i, s]).collect();
+        if !all {
+            held_back.extend(self.young_dirs(&snapshot, disk, now, &held_back));
+        }
         for (inode, rec) in snapshot {
             let Some(d) = self.dirty.get(&inode) else {
                 continue;
@@ -422,6 +429,54 @@ impl Pending {
         }
         b.version_only = all && b.upserts.is_empty() && b.deletes.is_empty() && root != disk.root;
         b
+    }
+
+    /// New directories (not on disk) that became committable less than `commit_delay` ago and
+    /// that nothing stored by this batch lies in: they wait for their own delay, so a directory
+    /// made and removed within the delay (a lock) never reaches the disk, whenever the batch
+    /// runs.
+    fn young_dirs(
+        &self,
+        snapshot: &[(Inode, Option<NodeRecord>)],
+        disk: &OnDisk,
+        now: Instant,
+        held_back: &HashSet<Inode>,
+    ) -> HashSet<Inode> {
+        let mut young: HashSet<Inode> = snapshot
+            .iter()
+            .filter(|(i, r)| {
+                r.as_ref().is_some_and(|r| r.kind == Kind::Dir)
+                    && !disk.contains(*i)
+                    && self
+                        .dirty
+                        .get(i)
+                        .is_some_and(|d| now < self.ready(d) + self.policy.commit_delay)
+            })
+            .map(|(i, _)| *i)
+            .collect();
+        if young.is_empty() {
+            return young;
+        }
+        let parents: HashMap<Inode, Inode> = snapshot
+            .iter()
+            .filter_map(|(i, r)| r.as_ref().map(|r| (*i, r.parent)))
+            .collect();
+        for (inode, rec) in snapshot {
+            let (Some(d), Some(r)) = (self.dirty.get(inode), rec) else {
+                continue;
+            };
+            if young.contains(inode) || held_back.contains(inode) {
+                continue;
+            }
+            if self.committable(d, now) || (disk.contains(*inode) && disk.moves(r)) {
+                // Stored: every new directory above it must be stored too.
+                let mut p = r.parent;
+                while young.remove(&p) {
+                    p = parents.get(&p).copied().unwrap_or(Inode::ROOT);
+                }
+            }
+        }
+        young
     }
 
     /// `batch` was committed (or needed no transaction): its settled inodes were stored as the
@@ -894,5 +949,46 @@ mod tests {
         assert_eq!(disk.kept(Inode(7)), None, "stored without the rule");
         disk.keep(Inode(99), Arc::new(vec![]));
         assert_eq!(disk.kept(Inode(99)), None, "only stored rows");
+    }
+
+    /// A lock directory made just before a batch runs is not in it; removed within its own
+    /// delay, it never reaches the disk. A new directory holding a stored file is stored.
+    #[test]
+    fn young_new_directory_waits_for_its_own_delay() {
+        let t0 = Instant::now();
+        let mut p = pending();
+        p.changed(&[Change::Upsert(Inode(5))], true, None, t0);
+        let t1 = t0 + DELAY - Duration::from_millis(1);
+        p.changed(&[Change::Upsert(Inode(6))], true, None, t1);
+        let disk = OnDisk::new([], root(4));
+        let mut dir = rec(6, 0, "lock", b"");
+        dir.kind = Kind::Dir;
+        let snap = vec![
+            (Inode(5), Some(rec(5, 0, "f", b"x"))),
+            (Inode(6), Some(dir.clone())),
+        ];
+        let b = p.plan(snap, root(6), &disk, t0 + DELAY, false);
+        assert_eq!(
+            b.settled,
+            vec![Inode(5)],
+            "the young directory waits: {b:?}"
+        );
+        p.settle(&b);
+        assert_eq!(p.deadline(), Some(t1 + DELAY));
+        p.changed(&[Change::Delete(Inode(6))], true, None, t1);
+        let b = p.plan(vec![(Inode(6), None)], root(7), &disk, t1 + DELAY, false);
+        assert!(b.is_empty() && b.settled == vec![Inode(6)], "{b:?}");
+
+        // A due file inside a young directory takes the directory with it.
+        let mut p = pending();
+        p.changed(&[Change::Upsert(Inode(8))], true, None, t1);
+        p.changed(&[Change::Upsert(Inode(9))], true, None, t0);
+        let mut d8 = rec(8, 0, "d", b"");
+        d8.kind = Kind::Dir;
+        let snap = vec![(Inode(8), Some(d8)), (Inode(9), Some(rec(9, 8, "f", b"x")))];
+        let b = p.plan(snap.clone(), root(9), &disk, t0 + DELAY, false);
+        assert_eq!(b.upserts.len(), 2, "{b:?}");
+        let b = p.plan(snap, root(9), &disk, t0 + DELAY, true);
+        assert_eq!(b.upserts.len(), 2, "a flush stores everything");
     }
 }

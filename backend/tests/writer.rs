@@ -313,10 +313,11 @@ fn deferred_rewrites_stay_off_disk_until_bound_flush_or_change() {
     sleep_ms(80);
     assert_eq!(fs.stats().transactions, base.transactions + 1);
     fs.set_contents_deferrable("lrm_status", b"busy 7", rule(60_000));
+    // The commit is visible in the database a moment before the writer counts it.
     wait_until("the real change", || {
         fs.disk_file("lrm_status").as_deref() == Some(b"busy 7")
+            && fs.stats().transactions == base.transactions + 2
     });
-    assert_eq!(fs.stats().transactions, base.transactions + 2);
 
     // The bound: a rewrite deferred over the stored row is stored once the bound has passed,
     // counted from the first deferral even though more rewrites follow.
@@ -326,6 +327,7 @@ fn deferred_rewrites_stay_off_disk_until_bound_flush_or_change() {
     assert_eq!(fs.disk_file("lrm_status").unwrap(), b"busy 7");
     wait_until("the bound", || {
         fs.disk_file("lrm_status").as_deref() == Some(b"busy 9")
+            && fs.stats().transactions >= base.transactions + 3
     });
     assert_eq!(fs.stats().transactions, base.transactions + 3);
     assert_eq!(fs.disk().records(), fs.tree.lock().unwrap().records());

@@ -11,6 +11,10 @@
 //! - [`summary`], [`units`], [`report`]: medians, spreads, the table and the JSON.
 //! - [`sandbox`]: loop-mounted ext4, namespaces, daemon lifecycle; guards that clean up.
 //! - [`runner`]: one measured run, from a fresh sandbox to the synced figures.
+//! - [`ipc`]: `lwcfs-bench ipc`, round trips of the `pve2` IPC service with the repository's
+//!   libqb client ([`ipcc`]).
+//! - [`ipcc`]: a libqb client of `pve2` (Debian's libqb), as `PVE::IPCC` calls it; the
+//!   compat-tests' IPC tier uses it too.
 //! - [`rig`]: a real Corosync cluster of N nodes in network namespaces, each node a sandbox
 //!   with its own loop-mounted database directory (the cluster workloads and the compat-tests'
 //!   cluster tier).
@@ -25,6 +29,8 @@ pub mod content;
 pub mod diskstat;
 pub mod exec;
 pub mod ha;
+pub mod ipc;
+pub mod ipcc;
 pub mod plan;
 pub mod procio;
 pub mod progress;

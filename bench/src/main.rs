@@ -112,6 +112,40 @@ struct Bench {
 
 #[derive(Subcommand, Debug)]
 enum Internal {
+    /// IPC round trips of the `pve2` service: GET_FS_VERSION and GET_CONFIG of a 1 KiB file,
+    /// 1 and 8 clients, median and p99 (see bench/README.md).
+    Ipc {
+        /// Daemon under test (default: the workspace's lwcfs next to this binary).
+        #[arg(long, value_name = "PATH")]
+        binary: Option<PathBuf>,
+        /// Name of the daemon in the table (default: the binary's file name).
+        #[arg(long)]
+        label: Option<String>,
+        /// A second daemon, measured after the first and printed side by side.
+        #[arg(long, value_name = "PATH")]
+        vs: Option<PathBuf>,
+        /// Name of the --vs daemon in the table.
+        #[arg(long)]
+        vs_label: Option<String>,
+        /// Timed calls per client and case.
+        #[arg(long, default_value_t = 20_000)]
+        calls: usize,
+        /// Untimed calls per client before the timed ones.
+        #[arg(long, default_value_t = 2_000)]
+        warmup: usize,
+        /// Runs per daemon (interleaved); the table gives the median over the runs.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Client counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,8")]
+        clients: Vec<usize>,
+        /// Where scratch directories and images go.
+        #[arg(long, value_name = "DIR")]
+        scratch: Option<PathBuf>,
+        /// Also write the figures as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json_out: Option<PathBuf>,
+    },
     /// The cluster workloads: a real 3-node Corosync cluster of the daemon under test, every
     /// node's database on its own loop device (see bench/README.md).
     Cluster(Box<cluster_cmd::ClusterArgs>),
@@ -214,8 +248,103 @@ fn main() -> ExitCode {
             };
             reader_main(&root, &spec)
         }
+        Some(Internal::Ipc {
+            binary,
+            label,
+            vs,
+            vs_label,
+            calls,
+            warmup,
+            repeat,
+            clients,
+            scratch,
+            json_out,
+        }) => ipc_main(
+            binary,
+            label,
+            vs,
+            vs_label,
+            (calls, warmup, repeat),
+            clients,
+            scratch,
+            json_out,
+        ),
         None => bench_main(cli.bench),
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ipc_main(
+    binary: Option<PathBuf>,
+    label: Option<String>,
+    vs: Option<PathBuf>,
+    vs_label: Option<String>,
+    (calls, warmup, repeat): (usize, usize, usize),
+    clients: Vec<usize>,
+    scratch: Option<PathBuf>,
+    json_out: Option<PathBuf>,
+) -> ExitCode {
+    let resolve = |p: PathBuf, l: Option<String>| -> Result<(PathBuf, String), String> {
+        let p = std::fs::canonicalize(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        Ok((p, l.unwrap_or(name)))
+    };
+    let Some(binary) = binary.or_else(default_binary) else {
+        eprintln!("lwcfs-bench ipc: no daemon: build lwcfs or give --binary");
+        return ExitCode::from(2);
+    };
+    let daemons = match resolve(binary, label).and_then(|(b, l)| {
+        let vs = vs.map(|v| resolve(v, vs_label)).transpose()?;
+        Ok(lwcfs_bench::ipc::daemons(b, l, vs))
+    }) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("lwcfs-bench ipc: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let opts = lwcfs_bench::ipc::Options {
+        sandbox: sandbox::Config {
+            scratch_parent: scratch.unwrap_or_else(std::env::temp_dir),
+            image_mib: 64,
+        },
+        calls,
+        warmup,
+        clients,
+    };
+    let mut runs = Vec::new();
+    for run in 1..=repeat.max(1) {
+        for (bin, label) in &daemons {
+            eprintln!(
+                "lwcfs-bench ipc: run {run}/{repeat}: {label} ({})",
+                bin.display()
+            );
+            match lwcfs_bench::ipc::run_daemon(bin, label, &opts) {
+                Ok(c) => runs.extend(c),
+                Err(e) => {
+                    eprintln!("lwcfs-bench ipc: {label}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+    let cases = lwcfs_bench::ipc::merge_runs(&runs);
+    print!("{}", lwcfs_bench::ipc::table(&cases));
+    if let Some(path) = json_out {
+        let text = serde_json::to_string_pretty(&serde_json::json!({
+            "merged": cases,
+            "runs": runs,
+        }))
+        .expect("serialisable");
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("lwcfs-bench ipc: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn workload_main(

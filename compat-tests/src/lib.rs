@@ -19,11 +19,15 @@
 //! - [`rng`]: a small seeded generator, so a failing crash round can be replayed.
 //! - [`rrdcached`]: a private rrdcached per test (feature `rrd`), stopped by pid on drop, and
 //!   `rrdtool info` read as fields.
+//! - [`ipcc`]: the bench's libqb client of the `pve2` IPC service (Debian's libqb), and the
+//!   line format of the `lwcfs-ipcc` helper that runs it inside a daemon's namespaces.
 //!
 //! The pure parts have hermetic unit tests (`cargo test` without features).
 
 pub mod db;
 pub mod history;
+/// The libqb client lives with the bench, which measures IPC round trips with it.
+pub use lwcfs_bench::ipcc;
 pub mod ops;
 pub mod probe;
 pub mod rig;

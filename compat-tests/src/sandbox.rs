@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::ipcc;
 use crate::probe::{self, Outcome};
 
 /// The node name every sandboxed daemon runs under.
@@ -144,10 +145,35 @@ pub enum Who {
     WwwDataMember,
 }
 
+/// Who runs `lwcfs-ipcc` (the IPC service looks at uid and *primary* gid only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpcUser {
+    /// uid 0, gid 0: read-write.
+    Root,
+    /// `nobody` with primary group `www-data`: read-only.
+    WwwData,
+    /// uid 0 with primary group `www-data`: read-only too.
+    RootWwwData,
+    /// `nobody`, group `nogroup`: refused.
+    Nobody,
+    /// `nobody` with `www-data` only as a supplementary group: refused.
+    WwwDataSupplementary,
+    /// uid 0 with primary group `nogroup`: refused.
+    RootOtherGroup,
+}
+
+/// What one `lwcfs-ipcc script` run printed: the client's pid and one outcome per command.
+#[derive(Debug)]
+pub struct IpcRun {
+    pub pid: u32,
+    pub outcomes: Vec<ipcc::script::Outcome>,
+}
+
 pub struct Sandbox {
     dir: tempfile::TempDir,
     bin: PathBuf,
     probe: Option<PathBuf>,
+    ipcc: Option<PathBuf>,
 }
 
 impl Sandbox {
@@ -177,19 +203,33 @@ impl Sandbox {
             dir,
             bin,
             probe: None,
+            ipcc: None,
         }
+    }
+
+    /// Copy a helper binary where unprivileged users can run it.
+    fn install(&self, exe: &str) -> PathBuf {
+        let bin = self.path().join("bin");
+        fs::create_dir_all(&bin).expect("bin dir");
+        let name = Path::new(exe).file_name().expect("helper name");
+        let dst = bin.join(name);
+        fs::copy(exe, &dst).unwrap_or_else(|e| panic!("copy {exe}: {e}"));
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod bin");
+        fs::set_permissions(&dst, fs::Permissions::from_mode(0o755)).expect("chmod helper");
+        dst
+    }
+
+    /// Like [`Sandbox::new`], with the `lwcfs-ipcc` client installed for [`Daemon::ipcc`].
+    pub fn with_ipcc(ipcc_exe: &str) -> Sandbox {
+        let mut sb = Sandbox::new();
+        sb.ipcc = Some(sb.install(ipcc_exe));
+        sb
     }
 
     /// Like [`Sandbox::new`], with the probe binary installed for [`Daemon::probe`].
     pub fn with_probe(probe_exe: &str) -> Sandbox {
         let mut sb = Sandbox::new();
-        let bin = sb.path().join("bin");
-        fs::create_dir(&bin).expect("bin dir");
-        let dst = bin.join("lwcfs-probe");
-        fs::copy(probe_exe, &dst).unwrap_or_else(|e| panic!("copy {probe_exe}: {e}"));
-        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod bin");
-        fs::set_permissions(&dst, fs::Permissions::from_mode(0o755)).expect("chmod probe");
-        sb.probe = Some(dst);
+        sb.probe = Some(sb.install(probe_exe));
         sb
     }
 
@@ -471,6 +511,99 @@ impl<'a> Daemon<'a> {
             String::from_utf8_lossy(&out.stderr)
         );
         probe::decode(&out.stdout).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Run `f` on a thread inside the daemon's network namespace (where its `@pve2` socket
+    /// is), as this process: root, read-write for the IPC service.
+    pub fn in_netns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let ns = fs::File::open(format!("/proc/{}/ns/net", self.pid)).expect("open netns");
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns net");
+                f()
+            })
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+
+    /// Run `lwcfs-ipcc script` as `who` inside the daemon's namespaces with these commands
+    /// (see [`Sandbox::with_ipcc`]).
+    pub fn ipcc(&self, who: IpcUser, cmds: &[ipcc::script::Command]) -> IpcRun {
+        let exe = self
+            .sb
+            .ipcc
+            .as_ref()
+            .expect("sandbox made without Sandbox::with_ipcc");
+        let nobody = nix::unistd::User::from_name("nobody")
+            .ok()
+            .flatten()
+            .expect("user nobody")
+            .uid
+            .as_raw();
+        let nogroup = nix::unistd::Group::from_name("nogroup")
+            .ok()
+            .flatten()
+            .map(|g| g.gid.as_raw())
+            .unwrap_or(65534);
+        let www = www_data_gid();
+        let ids: Option<(u32, u32, String)> = match who {
+            IpcUser::Root => None,
+            IpcUser::WwwData => Some((nobody, www, "--clear-groups".into())),
+            IpcUser::RootWwwData => Some((0, www, "--clear-groups".into())),
+            IpcUser::Nobody => Some((nobody, nogroup, "--clear-groups".into())),
+            IpcUser::WwwDataSupplementary => Some((nobody, nogroup, format!("--groups={www}"))),
+            IpcUser::RootOtherGroup => Some((0, nogroup, "--clear-groups".into())),
+        };
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &self.pid.to_string(), "-n", "-m", "-u", "--"]);
+        if let Some((uid, gid, groups)) = ids {
+            cmd.arg("setpriv")
+                .arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={gid}"))
+                .arg(groups)
+                .arg("--");
+        }
+        cmd.arg(exe)
+            .arg("script")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("run nsenter lwcfs-ipcc");
+        let input: String = cmds.iter().map(|c| c.line() + "\n").collect();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            let _ = stdin.write_all(input.as_bytes());
+        }
+        let out = child.wait_with_output().expect("wait lwcfs-ipcc");
+        assert!(
+            out.status.success(),
+            "lwcfs-ipcc as {who:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).expect("utf-8 output");
+        let mut lines = text.lines();
+        let pid = lines
+            .next()
+            .and_then(|l| l.strip_prefix("pid "))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("lwcfs-ipcc printed no pid: {text:?}"));
+        let outcomes = lines
+            .map(|l| ipcc::script::parse_result(l).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        IpcRun { pid, outcomes }
+    }
+
+    /// The daemon's resident set size in KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid)).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
     }
 
     /// Run a command as root inside the daemon's namespaces (cwd `/etc/pve`).

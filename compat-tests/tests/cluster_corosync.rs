@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use lwcfs_compat_tests::ipcc::req::{get_log, get_status, log_msg, set_status};
+use lwcfs_compat_tests::ipcc::Client;
 use lwcfs_compat_tests::ops;
 use lwcfs_compat_tests::rig::{Rig, TestRig};
 use lwcfs_compat_tests::sandbox::wait_until;
@@ -71,6 +73,19 @@ fn same_everywhere(rig: &Rig, nodes: &[usize], rel: &str) -> (Vec<u8>, u32, i64)
     want
 }
 
+/// EEXIST, ENOENT, ENOTEMPTY and EFBIG on every node: `dir` exists, `full` is a non-empty
+/// directory. Leaves a `big` file behind (the limit is checked at the write past 1 MiB).
+fn same_errno_everywhere(rig: &Rig, nodes: &[usize], dir: &str, full: &str) {
+    for &i in nodes {
+        let e = |r| (errno(r), i);
+        assert_eq!(e(fs::create_dir(rig.p(i, dir))), (libc::EEXIST, i));
+        assert_eq!(e(fs::remove_file(rig.p(i, "missing"))), (libc::ENOENT, i));
+        assert_eq!(e(fs::remove_dir(rig.p(i, full))), (libc::ENOTEMPTY, i));
+        let big = vec![7u8; (1 << 20) + 1];
+        assert_eq!(e(fs::write(rig.p(i, "big"), big)), (libc::EFBIG, i));
+    }
+}
+
 #[test]
 fn cluster_replicates_every_operation_with_the_same_errno() {
     let rig = cluster(3, FAST);
@@ -108,28 +123,7 @@ fn cluster_replicates_every_operation_with_the_same_errno() {
         assert!(vmlist.contains("\"100\""), "node {i} .vmlist: {vmlist}");
     }
     // The same failing operation fails the same way on every node.
-    for i in all {
-        assert_eq!(
-            errno(fs::create_dir(rig.p(i, "nodes"))),
-            libc::EEXIST,
-            "node {i}"
-        );
-        assert_eq!(
-            errno(fs::remove_file(rig.p(i, "missing"))),
-            libc::ENOENT,
-            "node {i}"
-        );
-        assert_eq!(
-            errno(fs::remove_dir(rig.p(i, "nodes/node1"))),
-            libc::ENOTEMPTY,
-            "node {i}"
-        );
-        assert_eq!(
-            errno(fs::write(rig.p(i, "big"), vec![7u8; (1 << 20) + 1])),
-            libc::EFBIG,
-            "node {i}"
-        );
-    }
+    same_errno_everywhere(&rig, &all, "nodes", "nodes/node1");
     fs::remove_file(rig.p(3, "big")).ok();
     fs::remove_file(rig.p(1, "nodes/node1/qemu-server/100.conf")).unwrap();
     fs::remove_dir(rig.p(2, "nodes/node1/qemu-server")).unwrap();
@@ -284,14 +278,30 @@ fn cluster_stopped_and_killed_nodes_resync() {
 
 #[test]
 fn cluster_partition_denies_writes_without_quorum_and_heals() {
-    let rig = cluster(3, FAST);
+    let rig = Arc::new(cluster(3, FAST));
     fs::write(rig.p(3, "pre"), b"0").unwrap();
     rig.link(3, false);
+    // Inside the window before Corosync sees the loss, a write on node 3 may still be sent: it
+    // waits, then ends as §4.3 says (applied, EACCES, EPERM when it is delivered to a node
+    // that has just lost quorum, or EBUSY when the group went away under it) — never hangs.
+    let early = {
+        let rig = rig.clone();
+        std::thread::spawn(move || errno(fs::write(rig.p(3, "in-window"), b"1")))
+    };
     // Corosync needs a few seconds to see the loss; then node 3 refuses at once.
     let lost = wait_until(Duration::from_secs(30), || {
         rig.stats(3)["cluster"]["quorate"] == false
     });
     assert!(lost, "node 3 never lost quorum");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(early.join().unwrap()));
+    let got = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a write issued before the loss was seen still hangs");
+    assert!(
+        [0, libc::EACCES, libc::EPERM, libc::EBUSY].contains(&got),
+        "write in the window: errno {got}"
+    );
     assert_eq!(errno(fs::write(rig.p(3, "x"), b"1")), libc::EACCES);
     assert_eq!(errno(fs::create_dir(rig.p(3, "d"))), libc::EACCES);
     assert_eq!(errno(fs::remove_file(rig.p(3, "pre"))), libc::EACCES);
@@ -309,6 +319,7 @@ fn cluster_partition_denies_writes_without_quorum_and_heals() {
     rig.converge(&[1, 2, 3]);
     assert_eq!(fs::read(rig.p(3, "pre")).unwrap(), b"changed");
     assert!(rig.p(3, "majority").exists());
+    let rig = Arc::into_inner(rig).expect("threads done");
     stop_and_compare(rig, &[1, 2, 3]);
 }
 
@@ -388,6 +399,7 @@ fn cluster_mixed_with_c_nodes() {
         let ok = wait_until(Duration::from_secs(40), || rig.synced(lw, 3));
         assert!(ok, "lwcfs node {lw} not synced with the C nodes");
         let all = [1, 2, 3];
+        let c = if lw == 1 { 2 } else { 1 };
         for i in all {
             fs::write(rig.p(i, &format!("from-{i}")), format!("written on {i}\n")).unwrap();
         }
@@ -397,30 +409,8 @@ fn cluster_mixed_with_c_nodes() {
         fs::rename(rig.p(lw, "from-2"), rig.p(lw, "nodes/moved")).unwrap();
         ops::truncate(&rig.p(2, "nodes/n/f"), 4).unwrap();
         ops::utime(&rig.p(3, "nodes/moved"), 5, 7_654_321).unwrap();
-        for i in all {
-            assert_eq!(
-                errno(fs::create_dir(rig.p(i, "nodes"))),
-                libc::EEXIST,
-                "node {i}"
-            );
-            assert_eq!(
-                errno(fs::remove_dir(rig.p(i, "nodes/n"))),
-                libc::ENOTEMPTY,
-                "node {i}"
-            );
-            assert_eq!(
-                errno(fs::remove_file(rig.p(i, "nope"))),
-                libc::ENOENT,
-                "node {i}"
-            );
-            assert_eq!(
-                errno(fs::write(rig.p(i, "big"), vec![1u8; (1 << 20) + 1])),
-                libc::EFBIG,
-                "node {i}"
-            );
-        }
+        same_errno_everywhere(&rig, &all, "nodes", "nodes/n");
         // Locks: made on a C node, refused to refresh from another node.
-        let c = if lw == 1 { 2 } else { 1 };
         for d in ["priv", "priv/lock", "priv/lock/mixed"] {
             fs::create_dir(rig.p(c, d)).unwrap();
         }
@@ -443,6 +433,61 @@ fn cluster_mixed_with_c_nodes() {
         for rel in ["from-1", "from-3", "nodes/moved", "nodes/n/f"] {
             same_everywhere(&rig, &all, rel);
         }
+        // The status group: C's `.members` shows the lwcfs node online with its address; kv
+        // status and cluster-log messages cross in both directions.
+        let lw_online = wait_until(Duration::from_secs(20), || {
+            let m: serde_json::Value =
+                serde_json::from_slice(&fs::read(rig.p(c, ".members")).unwrap()).unwrap();
+            let e = &m["nodelist"][format!("node{lw}")];
+            e["online"] == 1 && e["ip"] == format!("10.99.0.{lw}")
+        });
+        assert!(
+            lw_online,
+            "C node {c} does not see lwcfs node {lw} online with its ip"
+        );
+        ipc(&rig, lw, |cl| {
+            call(cl, 4, &set_status(b"kv/mixed", b"from lwcfs\0")).unwrap()
+        });
+        ipc(&rig, c, |cl| {
+            call(cl, 4, &set_status(b"kv/mixed", b"from C\0")).unwrap()
+        });
+        let crossed = wait_until(Duration::from_secs(10), || {
+            let at_c = ipc(&rig, c, |cl| {
+                call(
+                    cl,
+                    5,
+                    &get_status(b"kv/mixed", format!("node{lw}").as_bytes()),
+                )
+            });
+            let at_lw = ipc(&rig, lw, |cl| {
+                call(
+                    cl,
+                    5,
+                    &get_status(b"kv/mixed", format!("node{c}").as_bytes()),
+                )
+            });
+            at_c == Ok(b"from lwcfs\0".to_vec()) && at_lw == Ok(b"from C\0".to_vec())
+        });
+        assert!(crossed, "kv status did not cross between C and lwcfs");
+        for i in [lw, c] {
+            let msg = format!("mixed log from node {i}");
+            ipc(&rig, i, |cl| {
+                call(cl, 7, &log_msg(5, b"root@pam", b"mixed", msg.as_bytes())).unwrap()
+            });
+        }
+        let logs_crossed = wait_until(Duration::from_secs(10), || {
+            [lw, c].iter().all(|&i| {
+                let log = cluster_log(&rig, i);
+                [lw, c].iter().all(|n| {
+                    log.iter()
+                        .any(|e| e.2 == format!("mixed log from node {n}"))
+                })
+            })
+        });
+        assert!(
+            logs_crossed,
+            "cluster log did not cross between C and lwcfs"
+        );
         if lw == 1 {
             // lwcfs asks for a verify every 5 s: the C nodes agree.
             let ok = wait_until(Duration::from_secs(20), || {
@@ -563,5 +608,194 @@ fn cluster_remote_changes_reach_cached_readers_and_writers_never_deadlock() {
     }
     same_everywhere(&rig, &[1, 2, 3], "hot");
     let rig = Arc::into_inner(rig).expect("threads done");
+    stop_and_compare(rig, &[1, 2, 3]);
+}
+
+/// cluster.md §4.9: a new corosync.conf written on one node replaces every node's host file
+/// (unless the host's is newer); the writer asks corosync to reload it.
+#[test]
+fn cluster_corosync_conf_reaches_every_host() {
+    let rig = cluster(3, FAST);
+    let host = |i: usize| rig.node_dir(i).join("corosync/corosync.conf");
+    let old = fs::read_to_string(host(1)).unwrap();
+    // Every node imported its own host file at start, and the sync kept one of them.
+    assert_eq!(fs::read_to_string(rig.p(2, "corosync.conf")).unwrap(), old);
+    let new = old.replace("config_version: 1", "config_version: 2") + "# edited on node 1\n";
+    // The Proxmox way: a temp file renamed over the real one.
+    fs::write(rig.p(1, "corosync.conf.new"), &new).unwrap();
+    fs::rename(rig.p(1, "corosync.conf.new"), rig.p(1, "corosync.conf")).unwrap();
+    let ok = wait_until(Duration::from_secs(10), || {
+        (1..=3).all(|i| fs::read_to_string(host(i)).is_ok_and(|t| t == new))
+    });
+    assert!(ok, "host corosync.conf not replaced everywhere");
+    // An older one in the tree does not replace a newer host file.
+    let older = new.replace("config_version: 2", "config_version: 1");
+    fs::write(rig.p(2, "corosync.conf"), &older).unwrap();
+    rig.converge(&[1, 2, 3]);
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 1..=3 {
+        assert_eq!(fs::read_to_string(host(i)).unwrap(), new, "node {i}");
+    }
+    // Corosync reloaded the new file on node 1 and the cluster still stands.
+    assert!(
+        wait_until(Duration::from_secs(10), || rig
+            .daemon_log(1)
+            .contains("wrote new corosync config")),
+        "node 1 did not log the new config"
+    );
+    rig.converge(&[1, 2, 3]);
+    stop_and_compare(rig, &[1, 2, 3]);
+}
+
+/// Run `f` with a root IPC client of node `i`'s daemon (`@pve2` lives in its network
+/// namespace).
+fn ipc<T: Send>(rig: &Rig, i: usize, f: impl FnOnce(&mut Client) -> T + Send) -> T {
+    let ns = fs::File::open(format!("/proc/{}/ns/net", rig.daemon_pid(i))).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let mut c = Client::connect("pve2").expect("connect to @pve2");
+            f(&mut c)
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+fn call(c: &mut Client, id: i32, payload: &[u8]) -> Result<Vec<u8>, i32> {
+    c.call(id, payload).expect("ipc transport").ok()
+}
+
+/// The cluster log of node `i` as (node, uid, msg), newest first.
+fn cluster_log(rig: &Rig, i: usize) -> Vec<(String, u64, String)> {
+    let text = ipc(rig, i, |c| call(c, 8, &get_log(200, b"")).unwrap());
+    let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["node"].as_str().unwrap().to_owned(),
+                e["uid"].as_u64().unwrap(),
+                e["msg"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The status group (`pve_kvstore_v1`): key/value status, node IPs, RRD updates and the
+/// cluster log reach every node; a restarted node catches up the log by the state merge.
+#[test]
+fn cluster_status_group_carries_status_logs_and_rrd() {
+    let mut rig = cluster(3, FAST);
+    // `.members`: every node online (members of the status group) with its announced IP.
+    let members_ok = |rig: &Rig| {
+        (1..=3).all(|i| {
+            let m: serde_json::Value =
+                serde_json::from_slice(&fs::read(rig.p(i, ".members")).unwrap()).unwrap();
+            (1..=3).all(|n| {
+                let e = &m["nodelist"][format!("node{n}")];
+                e["online"] == 1 && e["ip"] == format!("10.99.0.{n}") && e["id"] == n
+            }) && m["cluster"]["quorate"] == 1
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || members_ok(&rig)),
+        "{}",
+        String::from_utf8_lossy(&fs::read(rig.p(2, ".members")).unwrap())
+    );
+    // IPC op 2 answers the same text as `.members`.
+    let op2 = ipc(&rig, 3, |c| call(c, 2, b"").unwrap());
+    assert_eq!(op2, fs::read(rig.p(3, ".members")).unwrap());
+
+    // set_status on node 1 is get_status on the others, under node 1's name.
+    ipc(&rig, 1, |c| {
+        call(c, 4, &set_status(b"kv/lwcfs-test", b"hello\0")).unwrap()
+    });
+    for i in [2, 3] {
+        let ok = wait_until(Duration::from_secs(10), || {
+            ipc(&rig, i, |c| {
+                call(c, 5, &get_status(b"kv/lwcfs-test", b"node1"))
+            }) == Ok(b"hello\0".to_vec())
+        });
+        assert!(ok, "node {i} did not get node 1's status");
+    }
+    // An RRD update on node 1 is written on every node.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let v = format!(
+        "{now}:0:1.5:4:0.25:16000000:8000000:2000000:1000000:100000000:50000000:1000:2000\0"
+    );
+    ipc(&rig, 1, |c| {
+        call(c, 4, &set_status(b"rrd/pve2-node/node1", v.as_bytes())).unwrap()
+    });
+    for i in 1..=3 {
+        let file = format!(
+            "/proc/{}/root/var/lib/rrdcached/db/pve-node-9.0/node1",
+            rig.daemon_pid(i)
+        );
+        assert!(
+            wait_until(Duration::from_secs(10), || std::path::Path::new(&file)
+                .exists()),
+            "node {i}: {file}"
+        );
+    }
+    // Cluster-log messages from every node, on every node, in the same order.
+    for i in 1..=3 {
+        let msg = format!("hello from node {i}");
+        ipc(&rig, i, |c| {
+            call(
+                c,
+                7,
+                &log_msg(5, b"root@pam", b"lwcfs-test", msg.as_bytes()),
+            )
+            .unwrap()
+        });
+    }
+    let has_all = |log: &[(String, u64, String)]| {
+        (1..=3).all(|i| log.iter().any(|e| e.2 == format!("hello from node {i}")))
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || (1..=3)
+            .all(|i| has_all(&cluster_log(&rig, i)))),
+        "log messages missing"
+    );
+    let first = cluster_log(&rig, 1);
+    let tests_only = |log: Vec<(String, u64, String)>| -> Vec<_> {
+        log.into_iter()
+            .filter(|e| e.2.starts_with("hello from"))
+            .collect()
+    };
+    for i in [2, 3] {
+        assert_eq!(
+            tests_only(cluster_log(&rig, i)),
+            tests_only(first.clone()),
+            "node {i}"
+        );
+    }
+    // Node 3 restarts: its fresh log catches up with the others' by the state merge.
+    rig.stop_daemon(3);
+    ipc(&rig, 2, |c| {
+        call(
+            c,
+            7,
+            &log_msg(5, b"root@pam", b"lwcfs-test", b"while node 3 was away"),
+        )
+        .unwrap()
+    });
+    rig.start_daemon(3, FAST);
+    rig.converge(&[1, 2, 3]);
+    let ok = wait_until(Duration::from_secs(20), || {
+        let log = cluster_log(&rig, 3);
+        has_all(&log) && log.iter().any(|e| e.2 == "while node 3 was away")
+    });
+    assert!(
+        ok,
+        "node 3 did not catch up the cluster log: {:?}",
+        cluster_log(&rig, 3)
+    );
     stop_and_compare(rig, &[1, 2, 3]);
 }

@@ -3,7 +3,7 @@
 #![cfg(feature = "fuse")]
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::Duration;
 
 use lwcfs_compat_tests::db;
@@ -23,6 +23,29 @@ fn read_through_an_open_fd_after_unlink() {
     let r = a.read_to_string(&mut s);
     assert!(r.is_ok(), "read after unlink: {r:?}");
     assert_eq!(s, "old a");
+}
+
+/// With the page cache (SEMANTICS.md §5), the kernel asks for a file's attributes before it
+/// reads past the size it knows: the answer for a file unlinked while open was ENOENT, so the
+/// read failed. The attributes are those the file had when it was removed.
+#[test]
+fn fstat_and_read_through_an_open_fd_after_unlink_of_a_just_written_file() {
+    let sb = Sandbox::new();
+    let d = sb.start(&Opts::default());
+    fs::write(d.p("w.cfg"), b"written").unwrap();
+    let mut w = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(d.p("w.cfg"))
+        .unwrap();
+    w.write_all(b"W").unwrap();
+    fs::remove_file(d.p("w.cfg")).unwrap();
+    let m = w.metadata().expect("fstat after unlink");
+    assert_eq!(m.len(), 7);
+    w.seek(SeekFrom::Start(0)).unwrap();
+    let mut s = String::new();
+    w.read_to_string(&mut s).expect("read after unlink");
+    assert_eq!(s, "Written");
 }
 
 /// The race every PVE reader can hit: `file_get_contents` opened the file, then a writer's

@@ -7,11 +7,12 @@
 //!
 //! - UPDATE (subtype 1): a 256-byte NUL-terminated key field, then the value bytes verbatim
 //!   (n = 0 deletes a generic key).
-//! - LOG (subtype 3): exactly one cluster-log entry ([`ClogEntry`], 48 + strings).
+//! - LOG (subtype 3): exactly one cluster-log entry ([`Entry`], 48 + strings).
 //! - subtype 2 (UPDATE_COMPLETE) is defined by C but never sent; C logs it as unknown.
-//! - The sync state is the whole cluster-log buffer ([`clog_wire::decode_state`]).
+//! - The sync state is the whole cluster-log buffer: [`crate::clusterlog::Ring`]'s bytes.
 
-use super::clog_wire::{self, ClogEntry, ClogError, ClogState};
+use crate::clusterlog::entry::EntryError;
+use crate::clusterlog::Entry;
 
 /// Every header of the group carries protocol version 0 (a higher one puts C nodes into
 /// VERSION_ERROR for good).
@@ -34,7 +35,7 @@ pub const MAX_VALUE_LEN: usize = 32768;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KvMessage<'a> {
     Update(Update<'a>),
-    Log(ClogEntry),
+    Log(Entry),
 }
 
 /// An UPDATE, borrowing from the received payload.
@@ -66,14 +67,14 @@ impl<'a> Update<'a> {
 }
 
 /// Why a payload is not a kvstore message, or cannot be made into one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KvError {
     #[error("received short kvstore message ({len} < 256)")]
     ShortUpdate { len: usize },
     #[error("cant parse update message: key not NUL-terminated")]
     UnterminatedKey,
     #[error("{0}")]
-    Log(#[from] ClogError),
+    Log(#[from] EntryError),
     /// C logs "received unknown message type" and ignores the message (the group is not left).
     #[error("received unknown message type {0}")]
     UnknownSubtype(u16),
@@ -88,7 +89,7 @@ pub enum KvError {
 pub fn decode(subtype: u16, payload: &[u8]) -> Result<KvMessage<'_>, KvError> {
     match subtype {
         SUBTYPE_UPDATE => decode_update(payload).map(KvMessage::Update),
-        SUBTYPE_LOG => Ok(KvMessage::Log(ClogEntry::decode(payload)?)),
+        SUBTYPE_LOG => Ok(KvMessage::Log(Entry::decode(payload)?)),
         other => Err(KvError::UnknownSubtype(other)),
     }
 }
@@ -128,13 +129,8 @@ pub fn encode_update(key: &[u8], value: &[u8]) -> Result<Vec<u8>, KvError> {
 
 /// A LOG payload: the entry's bytes, 48 + its strings. C sends entries with `prev` and `next`
 /// 0 (`clog_pack`); receivers ignore both.
-pub fn encode_log(entry: &ClogEntry) -> Result<Vec<u8>, KvError> {
-    Ok(entry.encode()?)
-}
-
-/// The payload of a member's STATE message: its whole cluster-log buffer.
-pub fn decode_state(payload: &[u8]) -> Result<ClogState, KvError> {
-    Ok(clog_wire::decode_state(payload)?)
+pub fn encode_log(entry: &Entry) -> Vec<u8> {
+    entry.encode()
 }
 
 #[cfg(test)]
@@ -180,13 +176,25 @@ mod tests {
 
     #[test]
     fn log_payload() {
-        let e = ClogEntry::new(2, 10, 99, 6, b"node1", b"root@pam", b"t", b"m");
-        let p = encode_log(&e).unwrap();
+        let e = Entry::pack(
+            crate::clusterlog::NewEntry {
+                node: b"node1",
+                ident: b"root@pam",
+                tag: b"t",
+                pid: 99,
+                time: 10,
+                priority: 6,
+                msg: b"m",
+            },
+            2,
+        )
+        .unwrap();
+        let p = encode_log(&e);
         assert_eq!(p.len(), 48 + 6 + 9 + 2 + 2);
         assert_eq!(decode(SUBTYPE_LOG, &p), Ok(KvMessage::Log(e)));
         assert!(matches!(
             decode(SUBTYPE_LOG, &p[..p.len() - 4]),
-            Err(KvError::Log(ClogError::WrongSize { .. }))
+            Err(KvError::Log(EntryError::WrongSize { .. }))
         ));
     }
 }
