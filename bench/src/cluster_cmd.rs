@@ -21,24 +21,10 @@ use std::time::Duration;
 /// and prints bytes per node, latencies and join times. Needs root and corosync.
 #[derive(Args, Debug)]
 pub struct ClusterArgs {
-    /// Daemon under test (default: the workspace's lwcfs next to this binary).
-    #[arg(long, value_name = "PATH")]
-    binary: Option<PathBuf>,
-    /// Extra argument for the daemon, after `-f` (repeatable).
-    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
-    args: Vec<String>,
-    /// Name of the daemon in the report (default: the binary's file name).
-    #[arg(long)]
-    label: Option<String>,
-    /// A second daemon, run in turn on identical workloads and printed side by side.
-    #[arg(long, value_name = "PATH")]
-    vs: Option<PathBuf>,
-    /// Extra argument for the --vs daemon (repeatable).
-    #[arg(long = "vs-arg", value_name = "ARG", allow_hyphen_values = true)]
-    vs_args: Vec<String>,
-    /// Name of the --vs daemon in the report.
-    #[arg(long)]
-    vs_label: Option<String>,
+    #[command(flatten)]
+    daemons: crate::args::Daemons,
+    #[command(flatten)]
+    run: crate::args::RunArgs,
     /// Workloads: names or a prefix ending in `*`, repeatable or comma-separated. Default: all.
     #[arg(short, long = "workload", value_name = "NAME")]
     workloads: Vec<String>,
@@ -69,40 +55,6 @@ pub struct ClusterArgs {
     /// Size of each of those files.
     #[arg(long, default_value_t = 5120)]
     join_file_size: usize,
-    /// Wait after the workload before stopping the daemons (default: --pace-ms).
-    #[arg(long)]
-    settle_ms: Option<u64>,
-    /// Seconds a daemon has to exit after SIGTERM before the run is invalid.
-    #[arg(long, default_value_t = 10)]
-    stop_timeout: u64,
-    /// Size of each node's ext4 image.
-    #[arg(long, default_value_t = 256)]
-    image_mib: u64,
-    /// Copy every node's daemon log of every run into this directory.
-    #[arg(long, value_name = "DIR")]
-    logs: Option<PathBuf>,
-    /// Where the rigs' directories and images go.
-    #[arg(long, value_name = "DIR")]
-    scratch: Option<PathBuf>,
-    /// Which daemons answer `<binary> stats --json` (judged synced by it; the others by C
-    /// pmxcfs's log): auto (binaries named lwcfs*), on, off.
-    #[arg(long, default_value = "auto")]
-    stats: String,
-    /// Print the report as JSON on stdout instead of the tables.
-    #[arg(long)]
-    json: bool,
-    /// Also write the JSON report to this file (rewritten after each workload).
-    #[arg(long, value_name = "FILE")]
-    json_out: Option<PathBuf>,
-    /// Print a saved JSON report (--json-out) as Markdown tables and exit.
-    #[arg(long, value_name = "FILE")]
-    markdown: Option<PathBuf>,
-    /// List the cluster workloads and exit.
-    #[arg(long)]
-    list: bool,
-    /// No progress line.
-    #[arg(short, long)]
-    quiet: bool,
 }
 
 impl ClusterArgs {
@@ -122,7 +74,7 @@ impl ClusterArgs {
 
 pub fn main(a: ClusterArgs) -> ExitCode {
     let cfg = a.config();
-    if let Some(path) = &a.markdown {
+    if let Some(path) = &a.run.markdown {
         let rendered = std::fs::read(path)
             .map_err(|e| e.to_string())
             .and_then(|t| serde_json::from_slice::<Report>(&t).map_err(|e| e.to_string()));
@@ -137,7 +89,7 @@ pub fn main(a: ClusterArgs) -> ExitCode {
             }
         };
     }
-    if a.list {
+    if a.run.list {
         let rows: Vec<Vec<String>> = cluster::catalogue(&cfg)
             .into_iter()
             .map(|w| vec![w.name, format!("{} {}", w.ops, w.unit), w.about])
@@ -183,8 +135,8 @@ fn build_report(
             nodes: 3,
             repeat: a.repeat,
             settle_ms,
-            stop_timeout_s: a.stop_timeout,
-            image_mib: a.image_mib,
+            stop_timeout_s: a.run.stop_timeout,
+            image_mib: a.run.image_mib,
             filesystem: "ext4 (mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0) on a loop \
                          device, one per node"
                 .into(),
@@ -198,19 +150,24 @@ fn bench(a: &ClusterArgs, cfg: Config) -> Result<ExitCode, String> {
     rig::check_tools()?;
     let selected = cluster::select(&cfg, &a.workloads, a.no_baseline)?;
     let lwcfs = crate::default_binary();
-    let binary = a.binary.clone().or_else(|| lwcfs.clone()).ok_or(
+    let binary = a.daemons.binary.clone().or_else(|| lwcfs.clone()).ok_or(
         "no lwcfs next to this binary: build it (cargo build --release -p lwcfs) or pass --binary PATH",
     )?;
     let mut daemons = vec![crate::daemon_spec(
         binary,
         &[],
-        &a.args,
-        a.label.clone(),
-        &a.stats,
+        &a.daemons.args,
+        a.daemons.label.clone(),
+        &a.run.stats,
     )?];
-    if let Some(vs) = &a.vs {
-        let mut spec =
-            crate::daemon_spec(vs.clone(), &[], &a.vs_args, a.vs_label.clone(), &a.stats)?;
+    if let Some(vs) = &a.daemons.vs {
+        let mut spec = crate::daemon_spec(
+            vs.clone(),
+            &[],
+            &a.daemons.vs_args,
+            a.daemons.vs_label.clone(),
+            &a.run.stats,
+        )?;
         if spec.label == daemons[0].label {
             spec.label.push_str("-vs");
         }
@@ -226,22 +183,22 @@ fn bench(a: &ClusterArgs, cfg: Config) -> Result<ExitCode, String> {
         return Err("no lwcfs binary to query stats with".into());
     }
     crate::install_signal_handlers();
-    let settle_ms = a.settle_ms.unwrap_or(a.pace_ms);
+    let settle_ms = a.run.settle_ms.unwrap_or(a.pace_ms);
     let opts = Options {
         cluster: cfg.clone(),
         rig: rig::Config {
             lwcfs: client.unwrap_or_else(|| PathBuf::from("lwcfs")),
             sandbox: sandbox::Config {
-                scratch_parent: a.scratch.clone().unwrap_or_else(std::env::temp_dir),
-                image_mib: a.image_mib,
+                scratch_parent: a.run.scratch.clone().unwrap_or_else(std::env::temp_dir),
+                image_mib: a.run.image_mib,
             },
         },
         settle_ms,
-        stop_timeout: Duration::from_secs(a.stop_timeout),
-        logs: a.logs.clone(),
+        stop_timeout: Duration::from_secs(a.run.stop_timeout),
+        logs: a.run.logs.clone(),
     };
     let started = std::time::SystemTime::now();
-    let progress = Progress::new(selected.len() * a.repeat * daemons.len(), !a.quiet);
+    let progress = Progress::new(selected.len() * a.repeat * daemons.len(), !a.run.quiet);
     let mut results: Vec<WorkloadResult> = Vec::new();
     for w in &selected {
         let logical = cluster::plan(w, &cfg).logical_bytes();
@@ -284,7 +241,7 @@ fn bench(a: &ClusterArgs, cfg: Config) -> Result<ExitCode, String> {
                 runs,
             });
         }
-        if let Some(path) = &a.json_out {
+        if let Some(path) = &a.run.json_out {
             let partial = build_report(
                 a,
                 &cfg,
@@ -302,10 +259,10 @@ fn bench(a: &ClusterArgs, cfg: Config) -> Result<ExitCode, String> {
     }
     let rep = build_report(a, &cfg, settle_ms, started, &daemons, results, true);
     let json = serde_json::to_string_pretty(&rep).expect("serialisable");
-    if let Some(path) = &a.json_out {
+    if let Some(path) = &a.run.json_out {
         std::fs::write(path, &json).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    if a.json {
+    if a.run.json {
         println!("{json}");
     } else {
         print!("{}", report::render_text(&rep));

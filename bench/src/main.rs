@@ -1,6 +1,7 @@
 //! `lwcfs-bench`: see `bench/README.md`. The single-daemon workloads are here; the cluster
 //! workloads (`lwcfs-bench cluster`) in `cluster_cmd.rs`.
 
+mod args;
 mod cluster_cmd;
 
 use clap::{Args, Parser, Subcommand};
@@ -34,24 +35,10 @@ struct Cli {
 
 #[derive(Args, Debug)]
 struct Bench {
-    /// Daemon under test (default: the workspace's lwcfs next to this binary).
-    #[arg(long, value_name = "PATH")]
-    binary: Option<PathBuf>,
-    /// Extra argument for the daemon, after `-f -l` (repeatable).
-    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
-    args: Vec<String>,
-    /// Name of the daemon in the report (default: the binary's file name).
-    #[arg(long)]
-    label: Option<String>,
-    /// A second daemon, run in turn on identical workloads and printed side by side.
-    #[arg(long, value_name = "PATH")]
-    vs: Option<PathBuf>,
-    /// Extra argument for the --vs daemon (repeatable).
-    #[arg(long = "vs-arg", value_name = "ARG", allow_hyphen_values = true)]
-    vs_args: Vec<String>,
-    /// Name of the --vs daemon in the report.
-    #[arg(long)]
-    vs_label: Option<String>,
+    #[command(flatten)]
+    daemons: args::Daemons,
+    #[command(flatten)]
+    run: args::RunArgs,
     /// Workloads to run: names, family names (both burst and paced) or a prefix ending in `*`;
     /// repeatable or comma-separated. Default: all.
     #[arg(short, long = "workload", value_name = "NAME")]
@@ -74,40 +61,6 @@ struct Bench {
     /// Operation count of every paced workload (default: each family's own).
     #[arg(long)]
     paced_ops: Option<u64>,
-    /// Wait after the workload before stopping the daemon (default: --pace-ms).
-    #[arg(long)]
-    settle_ms: Option<u64>,
-    /// Seconds a daemon has to exit after SIGTERM before the run is invalid.
-    #[arg(long, default_value_t = 10)]
-    stop_timeout: u64,
-    /// Size of the ext4 image holding the database directory.
-    #[arg(long, default_value_t = 256)]
-    image_mib: u64,
-    /// Copy every run's daemon output (preparation and measured run) into this directory.
-    #[arg(long, value_name = "DIR")]
-    logs: Option<PathBuf>,
-    /// Where scratch directories and images go.
-    #[arg(long, value_name = "DIR")]
-    scratch: Option<PathBuf>,
-    /// Read commit counters with `<binary> stats --json`: auto (when the binary is named
-    /// lwcfs*), on, off.
-    #[arg(long, default_value = "auto")]
-    stats: String,
-    /// Print the report as JSON on stdout instead of the table.
-    #[arg(long)]
-    json: bool,
-    /// Also write the JSON report to this file.
-    #[arg(long, value_name = "FILE")]
-    json_out: Option<PathBuf>,
-    /// Print a saved JSON report (--json-out) as Markdown tables and exit.
-    #[arg(long, value_name = "FILE")]
-    markdown: Option<PathBuf>,
-    /// List the workloads and exit.
-    #[arg(long)]
-    list: bool,
-    /// No progress line.
-    #[arg(short, long)]
-    quiet: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -504,7 +457,7 @@ fn bench_main(b: Bench) -> ExitCode {
         burst_ops: b.burst_ops,
         paced_ops: b.paced_ops,
     };
-    if let Some(path) = &b.markdown {
+    if let Some(path) = &b.run.markdown {
         let rendered = std::fs::read(path)
             .map_err(|e| format!("{}: {e}", path.display()))
             .and_then(|t| {
@@ -530,7 +483,7 @@ fn bench_main(b: Bench) -> ExitCode {
             }
         };
     }
-    if b.list {
+    if b.run.list {
         let all = workloads::catalogue(&cfg);
         let rows: Vec<Vec<String>> = all
             .iter()
@@ -583,8 +536,8 @@ fn build_report(
             repeat: b.repeat,
             pace_ms: b.pace_ms,
             settle_ms,
-            stop_timeout_s: b.stop_timeout,
-            image_mib: b.image_mib,
+            stop_timeout_s: b.run.stop_timeout,
+            image_mib: b.run.image_mib,
             filesystem:
                 "ext4 (mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0) on a loop device",
         },
@@ -604,7 +557,7 @@ fn bench(b: Bench, cfg: workloads::Config) -> Result<ExitCode, String> {
             workloads::find(&cfg, "baseline").expect("baseline exists"),
         );
     }
-    let binary = match b.binary.clone().or_else(default_binary) {
+    let binary = match b.daemons.binary.clone().or_else(default_binary) {
         Some(p) => p,
         None => {
             return Err("no lwcfs next to this binary: build it (cargo build --release -p lwcfs) or pass --binary PATH".into())
@@ -613,17 +566,17 @@ fn bench(b: Bench, cfg: workloads::Config) -> Result<ExitCode, String> {
     let mut daemons = vec![daemon_spec(
         binary,
         &["-f", "-l"],
-        &b.args,
-        b.label.clone(),
-        &b.stats,
+        &b.daemons.args,
+        b.daemons.label.clone(),
+        &b.run.stats,
     )?];
-    if let Some(vs) = &b.vs {
+    if let Some(vs) = &b.daemons.vs {
         let mut spec = daemon_spec(
             vs.clone(),
             &["-f", "-l"],
-            &b.vs_args,
-            b.vs_label.clone(),
-            &b.stats,
+            &b.daemons.vs_args,
+            b.daemons.vs_label.clone(),
+            &b.run.stats,
         )?;
         if spec.label == daemons[0].label {
             spec.label.push_str("-vs");
@@ -631,21 +584,21 @@ fn bench(b: Bench, cfg: workloads::Config) -> Result<ExitCode, String> {
         daemons.push(spec);
     }
     install_signal_handlers();
-    let settle_ms = b.settle_ms.unwrap_or(b.pace_ms);
+    let settle_ms = b.run.settle_ms.unwrap_or(b.pace_ms);
     let opts = Options {
         workload: cfg.clone(),
         sandbox: sandbox::Config {
-            scratch_parent: b.scratch.clone().unwrap_or_else(std::env::temp_dir),
-            image_mib: b.image_mib,
+            scratch_parent: b.run.scratch.clone().unwrap_or_else(std::env::temp_dir),
+            image_mib: b.run.image_mib,
         },
         settle_ms,
-        stop_timeout: Duration::from_secs(b.stop_timeout),
+        stop_timeout: Duration::from_secs(b.run.stop_timeout),
         mount_timeout: Duration::from_secs(30),
-        logs: b.logs.clone(),
+        logs: b.run.logs.clone(),
     };
     let started = std::time::SystemTime::now();
     let total = selected.len() * b.repeat * daemons.len();
-    let progress = Progress::new(total, !b.quiet);
+    let progress = Progress::new(total, !b.run.quiet);
     let mut results: Vec<WorkloadResult> = Vec::new();
     for w in &selected {
         let plan = workloads::plan(w, &cfg);
@@ -692,7 +645,7 @@ fn bench(b: Bench, cfg: workloads::Config) -> Result<ExitCode, String> {
         }
         // Keep a partial report on disk, so that a long run that is cut short still leaves
         // its finished workloads.
-        if let Some(path) = &b.json_out {
+        if let Some(path) = &b.run.json_out {
             let partial = build_report(&b, settle_ms, started, &daemons, results.clone(), false);
             let _ = std::fs::write(
                 path,
@@ -702,10 +655,10 @@ fn bench(b: Bench, cfg: workloads::Config) -> Result<ExitCode, String> {
     }
     let rep = build_report(&b, settle_ms, started, &daemons, results, true);
     let json = serde_json::to_string_pretty(&rep).expect("serialisable");
-    if let Some(path) = &b.json_out {
+    if let Some(path) = &b.run.json_out {
         std::fs::write(path, &json).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    if b.json {
+    if b.run.json {
         println!("{json}");
     } else {
         print!("{}", report::render_text(&rep));
